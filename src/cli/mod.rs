@@ -1,0 +1,94 @@
+//! Command-line interface: argument parsing and dispatch only; the work happens
+//! in the library modules.
+//!
+//! Exit codes: 0 success, 1 the command ran but found nothing to do or failed at
+//! run time (e.g. no tag qualifies), 2 bad input or usage.
+
+mod check;
+mod policy_eval;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "capstan",
+    version,
+    about = "GitOps reconciler: registry tags -> Git -> Kubernetes"
+)]
+struct Cli {
+    /// Log format: `auto` is human-readable on a terminal, JSON otherwise.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration file and every policy it points to.
+    Check {
+        #[arg(short, long, default_value = capstan::config::DEFAULT_FILE)]
+        config: PathBuf,
+    },
+    /// Work with image policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Choose a tag with one policy from a list of tags; prints the chosen tag last.
+    Eval(policy_eval::Args),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Text,
+    Json,
+}
+
+pub(crate) const EXIT_NOTHING: u8 = 1;
+pub(crate) const EXIT_BAD_INPUT: u8 = 2;
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check::run(&config),
+        Command::Policy {
+            command: PolicyCommand::Eval(args),
+        } => policy_eval::run(&args),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_env("CAPSTAN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests calling run twice) is harmless; ignore it.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,786 @@
+//! The daemon's configuration file, `capstan.yaml`.
+//!
+//! Keys are camelCase, Kubernetes style. Unknown keys are errors (with a
+//! did-you-mean), and every error names file, line, column and field. Relative
+//! paths resolve against the folder of the configuration file, so a config can be
+//! moved together with its policies. Loading reads files only; nothing here talks
+//! to a network.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::duration::HumanDuration;
+use crate::yaml_file::{self, SourceError, unspanned};
+
+pub const DEFAULT_FILE: &str = "capstan.yaml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    pub repository: Repository,
+    #[serde(default)]
+    pub forge: Forge,
+    #[serde(default)]
+    pub registries: Vec<Registry>,
+    /// Folder holding `ImagePolicy` files.
+    #[serde(default = "default_policies")]
+    pub policies: PathBuf,
+    #[serde(default)]
+    pub update: Update,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+}
+
+/// The manifests repository: both loops meet here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Repository {
+    /// `https://…`, `ssh://…`, `git@host:path`, `file://…` or a local path.
+    pub url: Spanned<String>,
+    #[serde(default = "default_branch")]
+    pub branch: Spanned<String>,
+    #[serde(default)]
+    pub auth: Option<Spanned<GitAuth>>,
+    /// Where the working clone lives; default `.capstan/repo` beside the config.
+    #[serde(default)]
+    pub checkout_dir: Option<PathBuf>,
+}
+
+/// Exactly one way to authenticate to the Git server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitAuth {
+    /// Name of an environment variable holding an HTTPS token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// HTTPS user name sent with the token (`x-access-token` for GitHub by default).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub ssh_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub github_app: Option<GitHubApp>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitHubApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    pub private_key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    Gitea,
+    #[default]
+    None,
+}
+
+/// The Git hosting service used for pull requests and commit statuses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Forge {
+    #[serde(default)]
+    pub kind: ForgeKind,
+    /// API base URL; default `https://api.github.com` for GitHub. Required for Gitea.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Owner and repository name on the forge; derived from `repository.url` when omitted.
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Registry {
+    /// `ghcr.io`, `registry.example.com:5000`, `docker.io`.
+    pub host: Spanned<String>,
+    /// Plain HTTP instead of HTTPS.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Extra CA bundle (PEM) trusted for this registry.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub credentials: Option<Spanned<RegistryCredentials>>,
+    /// Request budget; the watcher never sends more than this.
+    #[serde(default = "default_requests_per_minute")]
+    pub requests_per_minute: u32,
+}
+
+/// Exactly one source of registry credentials; none means anonymous.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryCredentials {
+    /// A docker `config.json` (`auths`, `credHelpers`).
+    #[serde(default)]
+    pub docker_config: Option<PathBuf>,
+    #[serde(default)]
+    pub basic: Option<BasicAuthEnv>,
+    #[serde(default)]
+    pub anonymous: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicAuthEnv {
+    pub username_env: String,
+    pub password_env: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateMode {
+    /// Commit and push to the branch (continuous deployment).
+    #[default]
+    Push,
+    /// Open or update one pull request per policy (continuous delivery).
+    PullRequest,
+}
+
+/// How the image-update loop writes Git.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Update {
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<UpdateMode>,
+    /// `push`: the branch to push to (default `repository.branch`).
+    /// `pull-request`: the head branch template (default `capstan/{policy}`).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Folder in the repository searched for image references.
+    #[serde(default = "default_update_path")]
+    pub path: String,
+    #[serde(default = "default_update_interval")]
+    pub interval: HumanDuration,
+    #[serde(default)]
+    pub author: Author,
+    /// Placeholders: `{summary}` (one line), `{changes}` (one line per change).
+    #[serde(default = "default_message_template")]
+    pub message_template: Spanned<String>,
+    /// Also update plain `image:` fields of Pod templates whose repository equals
+    /// a policy's image, without a marker comment.
+    #[serde(default)]
+    pub match_image_fields: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Author {
+    #[serde(default = "default_author_name")]
+    pub name: String,
+    #[serde(default = "default_author_email")]
+    pub email: String,
+}
+
+/// A cluster (or part of one) that the sync loop keeps equal to a path of the repo.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Target {
+    pub name: Spanned<String>,
+    /// Folder in the repository; a `kustomization.yaml` there is built with kustomize.
+    pub path: Spanned<String>,
+    /// Absent: `KUBECONFIG`, `~/.kube/config`, then in-cluster, as kubectl does.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Namespace for namespaced objects that name none.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_sync_interval")]
+    pub interval: HumanDuration,
+    /// Delete objects that left Git (only those this target applied).
+    #[serde(default)]
+    pub prune: bool,
+    /// Re-apply when someone changes a field capstan owns.
+    #[serde(default = "default_true")]
+    pub self_heal: bool,
+    /// Take over fields owned by other field managers.
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout: HumanDuration,
+    /// Commit status context; default `capstan/<name>`.
+    #[serde(default)]
+    pub status_context: Option<String>,
+}
+
+impl Target {
+    pub fn status_context(&self) -> String {
+        self.status_context
+            .clone()
+            .unwrap_or_else(|| format!("capstan/{}", self.name.value))
+    }
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Update {
+            mode: default_mode(),
+            branch: None,
+            path: default_update_path(),
+            interval: default_update_interval(),
+            author: Author::default(),
+            message_template: default_message_template(),
+            match_image_fields: false,
+        }
+    }
+}
+
+impl Default for Author {
+    fn default() -> Self {
+        Author {
+            name: default_author_name(),
+            email: default_author_email(),
+        }
+    }
+}
+
+fn default_policies() -> PathBuf {
+    PathBuf::from("policies")
+}
+fn default_branch() -> Spanned<String> {
+    unspanned("main".to_string())
+}
+fn default_mode() -> Spanned<UpdateMode> {
+    unspanned(UpdateMode::Push)
+}
+fn default_requests_per_minute() -> u32 {
+    300
+}
+fn default_update_path() -> String {
+    ".".into()
+}
+fn default_update_interval() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_message_template() -> Spanned<String> {
+    unspanned("chore(images): {summary}\n\n{changes}\n".to_string())
+}
+fn default_author_name() -> String {
+    "capstan".into()
+}
+fn default_author_email() -> String {
+    "capstan@noreply.invalid".into()
+}
+fn default_namespace() -> String {
+    "default".into()
+}
+fn default_sync_interval() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_health_timeout() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_true() -> bool {
+    true
+}
+
+const MESSAGE_PLACEHOLDERS: [&str; 2] = ["summary", "changes"];
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, SourceError> {
+        let text = yaml_file::read_text(path)?;
+        let mut config: Config = yaml_file::parse(path, &text)?;
+        config.validate(path, &text)?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// The folder of policies, resolved.
+    pub fn policies_dir(&self) -> &Path {
+        &self.policies
+    }
+
+    /// The branch the update loop pushes to in `push` mode.
+    pub fn push_branch(&self) -> &str {
+        self.update
+            .branch
+            .as_deref()
+            .unwrap_or(&self.repository.branch.value)
+    }
+
+    /// Owner and repository on the forge: explicit, or derived from the clone URL.
+    pub fn forge_repository(&self) -> Option<(String, String)> {
+        match (&self.forge.owner, &self.forge.repo) {
+            (Some(o), Some(r)) => Some((o.clone(), r.clone())),
+            _ => owner_repo_from_url(&self.repository.url.value),
+        }
+    }
+
+    fn validate(&self, file: &Path, text: &str) -> Result<(), SourceError> {
+        let err =
+            |loc, field: &str, msg: String| SourceError::at(file, text, loc, Some(field), msg);
+        let repo = &self.repository;
+        if repo.url.value.trim().is_empty() {
+            return Err(err(
+                repo.url.referenced,
+                "repository.url",
+                "must not be empty".into(),
+            ));
+        }
+        if let Err(why) = check_branch_name(&repo.branch.value) {
+            return Err(err(repo.branch.referenced, "repository.branch", why));
+        }
+        if let Some(auth) = &repo.auth {
+            let set = [
+                auth.value.token_env.is_some(),
+                auth.value.ssh_key_file.is_some(),
+                auth.value.github_app.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if set != 1 {
+                return Err(err(
+                    auth.referenced,
+                    "repository.auth",
+                    "set exactly one of `tokenEnv`, `sshKeyFile`, `githubApp`".into(),
+                ));
+            }
+        }
+
+        let mut hosts = HashSet::new();
+        for (i, reg) in self.registries.iter().enumerate() {
+            let host = reg.host.value.trim();
+            if host.is_empty() || host.contains('/') || host.contains("://") {
+                return Err(err(
+                    reg.host.referenced,
+                    &format!("registries[{i}].host"),
+                    format!(
+                        "`{host}` is not a registry host (write e.g. `ghcr.io` or `localhost:5000`)"
+                    ),
+                ));
+            }
+            if !hosts.insert(host.to_ascii_lowercase()) {
+                return Err(err(
+                    reg.host.referenced,
+                    &format!("registries[{i}].host"),
+                    format!("registry `{host}` is listed twice"),
+                ));
+            }
+            if reg.requests_per_minute == 0 {
+                return Err(err(
+                    reg.host.referenced,
+                    &format!("registries[{i}].requestsPerMinute"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if let Some(creds) = &reg.credentials {
+                let c = &creds.value;
+                let set = [
+                    c.docker_config.is_some(),
+                    c.basic.is_some(),
+                    c.anonymous == Some(true),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
+                if set != 1 {
+                    return Err(err(
+                        creds.referenced,
+                        &format!("registries[{i}].credentials"),
+                        "set exactly one of `dockerConfig`, `basic`, `anonymous: true`".into(),
+                    ));
+                }
+            }
+        }
+
+        let template = &self.update.message_template;
+        if let Err(why) = check_template(&template.value, &MESSAGE_PLACEHOLDERS) {
+            return Err(err(template.referenced, "update.messageTemplate", why));
+        }
+        if self.update.mode.value == UpdateMode::PullRequest {
+            if self.forge.kind == ForgeKind::None {
+                return Err(err(
+                    self.update.mode.referenced,
+                    "update.mode",
+                    "`pull-request` needs a forge: set `forge.kind` to `github` or `gitea`".into(),
+                ));
+            }
+            if let Some(branch) = &self.update.branch
+                && !branch.contains("{policy}")
+            {
+                return Err(err(
+                    self.update.mode.referenced,
+                    "update.branch",
+                    "in `pull-request` mode the branch is a template and must contain `{policy}`"
+                        .into(),
+                ));
+            }
+        } else if let Some(branch) = &self.update.branch
+            && let Err(why) = check_branch_name(branch)
+        {
+            return Err(err(self.update.mode.referenced, "update.branch", why));
+        }
+        if self.forge.kind != ForgeKind::None && self.forge_repository().is_none() {
+            return Err(err(
+                repo.url.referenced,
+                "forge",
+                "cannot derive owner/repo from `repository.url`: set `forge.owner` and `forge.repo`".into(),
+            ));
+        }
+        if self.forge.kind == ForgeKind::Gitea && self.forge.api_url.is_none() {
+            return Err(err(
+                repo.url.referenced,
+                "forge.apiUrl",
+                "a Gitea forge needs `apiUrl` (e.g. `https://gitea.example.com/api/v1`)".into(),
+            ));
+        }
+
+        let mut names = HashSet::new();
+        for (i, target) in self.targets.iter().enumerate() {
+            let name = &target.name.value;
+            if !is_dns_label(name) {
+                return Err(err(
+                    target.name.referenced,
+                    &format!("targets[{i}].name"),
+                    format!(
+                        "`{name}` is not a valid name (lowercase letters, digits and `-`, at most 63 characters)"
+                    ),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(err(
+                    target.name.referenced,
+                    &format!("targets[{i}].name"),
+                    format!("target `{name}` is defined twice"),
+                ));
+            }
+            if let Err(why) = check_repo_path(&target.path.value) {
+                return Err(err(
+                    target.path.referenced,
+                    &format!("targets[{i}].path"),
+                    why,
+                ));
+            }
+            if target.health_timeout.0.is_zero() || target.interval.0.is_zero() {
+                return Err(err(
+                    target.name.referenced,
+                    &format!("targets[{i}]"),
+                    "`interval` and `healthTimeout` must be greater than zero".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            let expanded = expand_home(p);
+            *p = if expanded.is_absolute() {
+                expanded
+            } else {
+                base.join(expanded)
+            };
+        };
+        resolve(&mut self.policies);
+        if let Some(dir) = &mut self.repository.checkout_dir {
+            resolve(dir);
+        }
+        if let Some(auth) = &mut self.repository.auth {
+            if let Some(key) = &mut auth.value.ssh_key_file {
+                resolve(key);
+            }
+            if let Some(app) = &mut auth.value.github_app {
+                resolve(&mut app.private_key_file);
+            }
+        }
+        if is_local_path(&self.repository.url.value) {
+            let mut p = PathBuf::from(&self.repository.url.value);
+            resolve(&mut p);
+            self.repository.url.value = p.to_string_lossy().into_owned();
+        }
+        for reg in &mut self.registries {
+            if let Some(ca) = &mut reg.ca_file {
+                resolve(ca);
+            }
+            if let Some(creds) = &mut reg.credentials
+                && let Some(cfg) = &mut creds.value.docker_config
+            {
+                resolve(cfg);
+            }
+        }
+        for target in &mut self.targets {
+            if let Some(kc) = &mut target.kubeconfig {
+                resolve(kc);
+            }
+        }
+    }
+}
+
+fn expand_home(p: &Path) -> PathBuf {
+    if let Ok(rest) = p.strip_prefix("~")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    p.to_path_buf()
+}
+
+/// A repository URL that is a plain path (not `scheme://` nor `user@host:path`).
+fn is_local_path(url: &str) -> bool {
+    if url.contains("://") {
+        return false;
+    }
+    // scp-like syntax: `host:path` with no slash before the colon.
+    match url.find(':') {
+        Some(colon) => url[..colon].contains('/'),
+        None => true,
+    }
+}
+
+/// `github.com/acme/fleet(.git)` from https, ssh or scp-like URLs.
+fn owner_repo_from_url(url: &str) -> Option<(String, String)> {
+    let path = if let Some((_, rest)) = url.split_once("://") {
+        rest.split_once('/')?.1
+    } else {
+        url.split_once(':')?.1
+    };
+    let path = path.trim_end_matches('/').trim_end_matches(".git");
+    let mut parts = path.rsplit('/');
+    let repo = parts.next().filter(|s| !s.is_empty())?;
+    let owner = parts.next().filter(|s| !s.is_empty())?;
+    Some((owner.to_string(), repo.to_string()))
+}
+
+/// The subset of `git check-ref-format` rules that users actually trip over.
+fn check_branch_name(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name.starts_with(['-', '/'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name
+            .chars()
+            .any(|c| c.is_ascii_control() || " ~^:?*[\\".contains(c));
+    if bad {
+        Err(format!("`{name}` is not a valid Git branch name"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Paths in the repository are relative and stay inside it.
+fn check_repo_path(path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    if path.is_empty() {
+        return Err("must not be empty (use `.` for the repository root)".into());
+    }
+    if p.is_absolute() {
+        return Err(format!("`{path}` must be relative to the repository root"));
+    }
+    if p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!("`{path}` must not leave the repository (`..`)"));
+    }
+    Ok(())
+}
+
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Only `{known}` placeholders; `{{` and `}}` are literal braces.
+fn check_template(template: &str, known: &[&str]) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if rest[open..].starts_with("{{") {
+            rest = &rest[open + 2..];
+            continue;
+        }
+        let Some(close) = rest[open..].find('}') else {
+            return Err("unclosed `{` in template".into());
+        };
+        let name = &rest[open + 1..open + close];
+        if !known.contains(&name) {
+            let hint = yaml_file::did_you_mean(name, known)
+                .map(|s| format!(" (did you mean `{{{s}}}`?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "unknown placeholder `{{{name}}}`{hint}; known: {}",
+                known
+                    .iter()
+                    .map(|k| format!("{{{k}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, SourceError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("capstan.yaml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(&path)
+    }
+
+    const MINIMAL: &str = "repository:\n  url: https://github.com/acme/fleet.git\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(MINIMAL).expect("valid");
+        assert_eq!(c.repository.branch.value, "main");
+        assert_eq!(c.update.mode.value, UpdateMode::Push);
+        assert!(c.policies.ends_with("policies") && c.policies.is_absolute());
+        assert_eq!(c.push_branch(), "main");
+        assert_eq!(
+            c.forge_repository(),
+            Some(("acme".to_string(), "fleet".to_string()))
+        );
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let text = r#"
+repository:
+  url: git@github.com:acme/fleet.git
+  branch: main
+  auth:
+    sshKeyFile: ~/.ssh/id_ed25519
+forge:
+  kind: github
+registries:
+  - host: ghcr.io
+    credentials:
+      dockerConfig: docker/config.json
+    requestsPerMinute: 100
+  - host: localhost:5000
+    insecure: true
+policies: policies/
+update:
+  mode: pull-request
+  branch: capstan/{policy}
+  interval: 2m
+  author: { name: bot, email: bot@example.com }
+  messageTemplate: "deps: {summary}"
+targets:
+  - name: prod
+    path: clusters/prod
+    kubeconfig: kube/prod.yaml
+    prune: true
+    healthTimeout: 90s
+"#;
+        let c = load(text).expect("valid");
+        assert_eq!(c.update.mode.value, UpdateMode::PullRequest);
+        assert_eq!(c.targets[0].health_timeout.0.as_secs(), 90);
+        assert_eq!(c.targets[0].status_context(), "capstan/prod");
+        assert!(
+            c.targets[0]
+                .kubeconfig
+                .as_ref()
+                .is_some_and(|p| p.is_absolute())
+        );
+        assert!(c.registries[1].insecure);
+    }
+
+    #[test]
+    fn unknown_field_names_line_field_and_suggestion() {
+        let err =
+            load("repository:\n  url: x\ntargets:\n  - name: a\n    path: p\n    prnue: true\n")
+                .unwrap_err();
+        assert_eq!((err.line, err.column), (6, 5));
+        assert_eq!(err.field.as_deref(), Some("targets[0].prnue"));
+        assert!(err.message.contains("did you mean `prune`"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_located() {
+        let err = load("repository:\n  url: x\ntargets:\n  - name: a\n    path: p\n    healthTimeout: 5 minutes\n")
+            .unwrap_err();
+        assert_eq!(err.line, 6);
+        assert_eq!(err.field.as_deref(), Some("targets[0].healthTimeout"));
+        assert!(err.message.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_are_located() {
+        let cases = [
+            (
+                "repository:\n  url: x\ntargets:\n  - name: A_b\n    path: p\n",
+                4,
+                "targets[0].name",
+            ),
+            (
+                "repository:\n  url: x\ntargets:\n  - name: a\n    path: ../up\n",
+                5,
+                "targets[0].path",
+            ),
+            (
+                "repository:\n  url: x\ntargets:\n  - name: a\n    path: p\n  - name: a\n    path: q\n",
+                6,
+                "targets[1].name",
+            ),
+            (
+                "repository:\n  url: x\nupdate:\n  mode: pull-request\n",
+                4,
+                "update.mode",
+            ),
+            (
+                "repository:\n  url: x\nupdate:\n  messageTemplate: '{sumary}'\n",
+                4,
+                "update.messageTemplate",
+            ),
+            (
+                "repository:\n  url: x\n  branch: 'a..b'\n",
+                3,
+                "repository.branch",
+            ),
+            (
+                "repository:\n  url: x\nregistries:\n  - host: https://ghcr.io\n",
+                4,
+                "registries[0].host",
+            ),
+        ];
+        for (text, line, field) in cases {
+            let err = load(text).expect_err(text);
+            assert_eq!(err.line, line, "{err}");
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_mode_value_is_an_error() {
+        let err = load("repository:\n  url: x\nupdate:\n  mode: yolo\n").unwrap_err();
+        assert_eq!(err.line, 4);
+        assert_eq!(err.field.as_deref(), Some("update.mode"));
+    }
+
+    #[test]
+    fn url_forms() {
+        assert!(is_local_path("./fleet.git"));
+        assert!(is_local_path("/srv/git/fleet.git"));
+        assert!(!is_local_path("git@github.com:acme/fleet.git"));
+        assert!(!is_local_path("https://github.com/acme/fleet"));
+        assert_eq!(
+            owner_repo_from_url("https://github.com/acme/fleet"),
+            Some(("acme".into(), "fleet".into()))
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Capstan: a GitOps reconciler that closes the loop from a container registry
+//! to a running Kubernetes cluster, with Git as the only source of truth.
+//!
+//! See DESIGN.md-style module table in the README; each module owns one concern.
+
+pub mod config;
+pub mod duration;
+pub mod policy;
+pub mod yaml_file;
