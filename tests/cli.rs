@@ -15,6 +15,18 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// `capstan policy eval <policy> --tags-file <tags> <extra…>`
+fn eval(policy: &Path, tags: &Path, extra: &[&str]) -> std::process::Output {
+    capstan()
+        .args(["policy", "eval"])
+        .args(extra)
+        .arg(policy)
+        .arg("--tags-file")
+        .arg(tags)
+        .output()
+        .expect("runs")
+}
+
 const SEMVER_POLICY: &str = "apiVersion: capstan.dev/v1alpha1
 kind: ImagePolicy
 metadata:
@@ -42,13 +54,7 @@ fn eval_prints_chosen_tag_last() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write(dir.path(), "p.yaml", SEMVER_POLICY);
     let tags = write(dir.path(), "tags.txt", TAGS);
-    let out = capstan()
-        .args(["policy", "eval"])
-        .arg(&policy)
-        .arg("--tags-file")
-        .arg(&tags)
-        .output()
-        .expect("runs");
+    let out = eval(&policy, &tags, &[]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "5.2.1\n");
 }
@@ -58,13 +64,7 @@ fn eval_explain_accounts_for_every_tag_then_prints_the_tag() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write(dir.path(), "p.yaml", SEMVER_POLICY);
     let tags = write(dir.path(), "tags.txt", TAGS);
-    let out = capstan()
-        .args(["policy", "eval", "--explain"])
-        .arg(&policy)
-        .arg("--tags-file")
-        .arg(&tags)
-        .output()
-        .expect("runs");
+    let out = eval(&policy, &tags, &["--explain"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -97,13 +97,7 @@ fn no_qualifying_tag_exits_1_with_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write(dir.path(), "p.yaml", SEMVER_POLICY);
     let tags = write(dir.path(), "tags.txt", "latest\n7.0.0\n");
-    let out = capstan()
-        .args(["policy", "eval"])
-        .arg(&policy)
-        .arg("--tags-file")
-        .arg(&tags)
-        .output()
-        .expect("runs");
+    let out = eval(&policy, &tags, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -148,13 +142,7 @@ fn bad_policies_exit_2_with_location() {
     let tags = write(dir.path(), "tags.txt", TAGS);
     for (name, text, expected) in cases {
         let policy = write(dir.path(), &format!("{name}.yaml"), &text);
-        let out = capstan()
-            .args(["policy", "eval"])
-            .arg(&policy)
-            .arg("--tags-file")
-            .arg(&tags)
-            .output()
-            .expect("runs");
+        let out = eval(&policy, &tags, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
