@@ -1,0 +1,4 @@
+//! Shared test support. Each integration test crate declares `mod support;`.
+#![allow(dead_code)] // not every test crate uses every helper
+
+pub mod cluster;
