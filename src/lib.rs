@@ -5,5 +5,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod forge;
 pub mod policy;
+pub mod sync;
 pub mod yaml_file;

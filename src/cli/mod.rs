@@ -5,7 +5,9 @@
 //! run time (e.g. no tag qualifies), 2 bad input or usage.
 
 mod check;
+mod plan;
 mod policy_eval;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +36,10 @@ enum Command {
         #[arg(short, long, default_value = capstan::config::DEFAULT_FILE)]
         config: PathBuf,
     },
+    /// Make the cluster of each target equal to its folder in the repository.
+    Sync(sync::Args),
+    /// Show what a sync of one target would change (dry-run; writes nothing).
+    Plan(plan::Args),
     /// Work with image policies.
     Policy {
         #[command(subcommand)]
@@ -68,6 +74,8 @@ pub fn run() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Check { config } => check::run(&config),
+        Command::Sync(args) => sync::run(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Policy {
             command: PolicyCommand::Eval(args),
         } => policy_eval::run(&args),

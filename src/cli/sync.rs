@@ -1,0 +1,190 @@
+//! `capstan sync --once`: one sync pass per target, commit statuses around it.
+//!
+//! The repository is read from a local checkout (`repository.url` a local path or
+//! `file://` URL): fetching remote repositories belongs to the `git` module, which is
+//! not wired in yet.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use capstan::config::{Config, ForgeKind, Target};
+use capstan::forge::{CommitState, CommitStatus, Forge, GitHub};
+use capstan::sync::{SyncOptions, client::client_for, sync_target};
+
+use super::{EXIT_BAD_INPUT, EXIT_NOTHING};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run one pass and exit (the only mode until the daemon lands).
+    #[arg(long, required = true)]
+    pub once: bool,
+    #[arg(short, long, default_value = capstan::config::DEFAULT_FILE)]
+    pub config: PathBuf,
+    /// Only this target (default: every target).
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let (root, targets) = match prepare(&config, args.target.as_deref()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_NOTHING);
+        }
+    };
+    runtime.block_on(run_targets(&config, &root, &targets))
+}
+
+/// The local checkout and the selected targets.
+pub(crate) fn prepare<'a>(
+    config: &'a Config,
+    only: Option<&str>,
+) -> Result<(PathBuf, Vec<&'a Target>), String> {
+    let url = &config.repository.url.value;
+    let root = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+    if !root.is_dir() {
+        return Err(format!(
+            "repository.url {url:?} is not a local folder; syncing needs a local checkout until the git module is wired in"
+        ));
+    }
+    let targets: Vec<&Target> = config
+        .targets
+        .iter()
+        .filter(|t| only.is_none_or(|n| t.name.value == n))
+        .collect();
+    if targets.is_empty() {
+        return Err(match only {
+            Some(n) => format!("no target named {n:?} in the configuration"),
+            None => "the configuration has no targets".into(),
+        });
+    }
+    Ok((root, targets))
+}
+
+/// The commit checked out at `root`, if it is a Git work tree.
+fn head_commit(root: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| s.len() == 40)
+}
+
+fn forge_for(config: &Config) -> Option<GitHub> {
+    if config.forge.kind != ForgeKind::Github {
+        return None;
+    }
+    let (owner, repo) = config.forge_repository()?;
+    let token_env = config
+        .repository
+        .auth
+        .as_ref()
+        .and_then(|a| a.value.token_env.clone())
+        .unwrap_or_else(|| "GITHUB_TOKEN".into());
+    let token = std::env::var(&token_env).ok();
+    match GitHub::new(config.forge.api_url.as_deref(), token, &owner, &repo) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(error = %e, "commit statuses disabled");
+            None
+        }
+    }
+}
+
+async fn send(
+    forge: Option<&GitHub>,
+    commit: Option<&str>,
+    target: &Target,
+    state: CommitState,
+    text: &str,
+) {
+    let (Some(forge), Some(sha)) = (forge, commit) else {
+        return;
+    };
+    let status = CommitStatus::new(sha, state, &target.status_context(), text);
+    if let Err(e) = forge.set_commit_status(&status).await {
+        tracing::warn!(target = %target.name.value, commit = sha, error = %e, "cannot send commit status");
+    }
+}
+
+async fn run_targets(config: &Config, root: &Path, targets: &[&Target]) -> ExitCode {
+    let commit = head_commit(root);
+    let forge = forge_for(config);
+    let mut code = ExitCode::SUCCESS;
+    for target in targets {
+        let name = &target.name.value;
+        let short = commit.as_deref().map(|c| &c[..7]).unwrap_or("working tree");
+        send(
+            forge.as_ref(),
+            commit.as_deref(),
+            target,
+            CommitState::Pending,
+            &format!("syncing {short}"),
+        )
+        .await;
+        let result = match client_for(target).await {
+            Ok(client) => sync_target(&client, &SyncOptions::from_target(target, root)).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(report) => {
+                println!(
+                    "{name}: {} ({} writes, {:.1}s)",
+                    report.summary(),
+                    report.writes,
+                    report.elapsed.as_secs_f64()
+                );
+                send(
+                    forge.as_ref(),
+                    commit.as_deref(),
+                    target,
+                    CommitState::Success,
+                    &report.summary(),
+                )
+                .await;
+            }
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                let state = if e.is_bad_input() {
+                    CommitState::Error
+                } else {
+                    CommitState::Failure
+                };
+                send(
+                    forge.as_ref(),
+                    commit.as_deref(),
+                    target,
+                    state,
+                    &e.to_string(),
+                )
+                .await;
+                code = ExitCode::from(if e.is_bad_input() {
+                    EXIT_BAD_INPUT
+                } else {
+                    EXIT_NOTHING
+                });
+            }
+        }
+    }
+    code
+}
