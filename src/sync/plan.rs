@@ -53,8 +53,21 @@ pub struct PlanEntry {
 
 /// Adds the digest annotation of `object` (computed without the annotation itself).
 pub fn stamp_digest(object: &mut Value) {
-    if let Some(ann) = object["metadata"]["annotations"].as_object_mut() {
+    // `get_mut`, not indexing: `IndexMut` would insert `annotations: null`.
+    if let Some(ann) = object
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    {
         ann.remove(DIGEST_ANNOTATION);
+    }
+    // An empty `annotations` map hashes like an absent one, so stamping is stable.
+    let empty = object["metadata"]
+        .get("annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| a.is_empty());
+    if empty && let Some(meta) = object["metadata"].as_object_mut() {
+        meta.remove("annotations");
     }
     let bytes = serde_json::to_vec(object).unwrap_or_default();
     let digest = Sha256::digest(&bytes);

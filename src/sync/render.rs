@@ -130,14 +130,18 @@ pub fn parse_stream(file: &Path, text: &str) -> Result<Vec<Manifest>, SyncError>
             file: file.to_path_buf(),
             message: e.to_string(),
         })?;
+    let numbers = document_numbers(text);
     let mut out = Vec::new();
     for (i, object) in docs.into_iter().enumerate() {
         if object.is_null() || object.as_object().is_some_and(|m| m.is_empty()) {
             continue;
         }
+        // The parser drops empty documents; count them back from the text when the
+        // sections line up, else fall back to the position among non-empty ones.
+        let document = numbers.get(i).copied().unwrap_or(i + 1);
         let source = Source {
             file: file.to_path_buf(),
-            document: i + 1,
+            document,
         };
         // A `List` (what `kubectl get -o yaml` writes) holds its objects in `items`.
         if object["kind"].as_str().is_some_and(|k| k.ends_with("List"))
@@ -152,6 +156,37 @@ pub fn parse_stream(file: &Path, text: &str) -> Result<Vec<Manifest>, SyncError>
         out.push(validate(source, object)?);
     }
     Ok(out)
+}
+
+/// The 1-based number of each non-empty document in a stream, counting every
+/// `---`-separated section (text before the first `---` counts only when it has
+/// content), so `document N` means what a reader counts in the file.
+fn document_numbers(text: &str) -> Vec<usize> {
+    let mut numbers = Vec::new();
+    let mut number = 1;
+    let mut content = false;
+    let mut seen_marker = false;
+    for line in text.lines() {
+        if line == "---" || line.starts_with("--- ") {
+            if content {
+                numbers.push(number);
+            }
+            if content || seen_marker {
+                number += 1;
+            }
+            seen_marker = true;
+            content = false;
+            continue;
+        }
+        let t = line.trim();
+        if !t.is_empty() && !t.starts_with('#') && t != "..." {
+            content = true;
+        }
+    }
+    if content {
+        numbers.push(number);
+    }
+    numbers
 }
 
 fn validate(source: Source, object: Value) -> Result<Manifest, SyncError> {
@@ -183,6 +218,12 @@ fn validate(source: Source, object: Value) -> Result<Manifest, SyncError> {
                 )));
             }
         }
+    }
+    let namespace = &object["metadata"]["namespace"];
+    if !namespace.is_null() && !namespace.is_string() {
+        return Err(invalid(format!(
+            "`metadata.namespace` must be a string, found {namespace} (quote it: YAML reads y/n/yes/no/on/off as booleans)"
+        )));
     }
     if object["metadata"].get("generateName").is_some() {
         return Err(invalid(
@@ -281,7 +322,7 @@ mod tests {
     #[test]
     fn multi_document_streams_skip_empty_documents() {
         let got = parse(
-            "---\n# only a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: n}\n",
+            "---\n# only a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: team}\n",
         )
         .unwrap();
         let names: Vec<_> = got
@@ -290,9 +331,10 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [("ConfigMap", "a", None), ("Secret", "b", Some("n"))]
+            [("ConfigMap", "a", None), ("Secret", "b", Some("team"))]
         );
-        assert_eq!(got[1].source.document, 5);
+        assert_eq!(got[0].source.document, 2);
+        assert_eq!(got[1].source.document, 4);
     }
 
     #[test]
@@ -308,6 +350,13 @@ mod tests {
         assert!(err.contains("`metadata.name` is missing"), "{err}");
         let err = parse("- a\n- b\n").unwrap_err().to_string();
         assert!(err.contains("not a Kubernetes object"), "{err}");
+        let err = parse("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: no}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`metadata.namespace` must be a string"),
+            "{err}"
+        );
         let err = parse("apiVersion: v1\nkind: 3\nmetadata: {name: a}\n")
             .unwrap_err()
             .to_string();
