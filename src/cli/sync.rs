@@ -170,14 +170,9 @@ async fn run_targets(config: &Config, root: &Path, targets: &[&Target]) -> ExitC
                 } else {
                     CommitState::Failure
                 };
-                send(
-                    forge.as_ref(),
-                    commit.as_deref(),
-                    target,
-                    state,
-                    &e.to_string(),
-                )
-                .await;
+                // Paths relative to the repository read better in a 140-character status.
+                let text = e.to_string().replace(&format!("{}/", root.display()), "");
+                send(forge.as_ref(), commit.as_deref(), target, state, &text).await;
                 code = ExitCode::from(if e.is_bad_input() {
                     EXIT_BAD_INPUT
                 } else {

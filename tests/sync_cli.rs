@@ -1,0 +1,179 @@
+//! `capstan sync --once` and `capstan plan` end to end: a Git checkout on disk, the
+//! real control plane, and GitHub commit statuses replayed by an HTTP mock. The
+//! statuses go to the commit that was applied: pending first, then success — or
+//! error naming the file when the input is bad.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::cluster::TestNamespace;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn kubeconfig_path() -> String {
+    if let Ok(p) = std::env::var("CAPSTAN_TEST_KUBECONFIG") {
+        return p;
+    }
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/k8s-env"))
+        .arg("kubeconfig")
+        .output()
+        .expect("run scripts/k8s-env kubeconfig");
+    assert!(out.status.success(), "scripts/k8s-env kubeconfig failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+async fn capstan(args: Vec<String>) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("capstan");
+    tokio::task::spawn_blocking(move || Command::new(bin).args(args).output().expect("run capstan"))
+        .await
+        .unwrap()
+}
+
+async fn statuses(server: &MockServer) -> Vec<(String, Value)> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.url.path().to_string(),
+                serde_json::from_slice(&r.body).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sync_once_applies_the_commit_and_reports_statuses_on_it() {
+    let ns = TestNamespace::new("sync-cli").await;
+    let server = MockServer::start().await;
+    let body: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/github/create-commit-status.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    Mock::given(method("POST"))
+        .and(path_regex("^/repos/acme/fleet/statuses/[0-9a-f]{40}$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(body))
+        .mount(&server)
+        .await;
+
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("app")).unwrap();
+    std::fs::write(
+        repo.path().join("app/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "first"]);
+    let sha = git(repo.path(), &["rev-parse", "HEAD"]);
+
+    let config = repo.path().join("capstan.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository: {{url: {repo}}}\nforge: {{kind: github, apiUrl: '{api}', owner: acme, repo: fleet}}\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    healthTimeout: 30s\n",
+            repo = repo.path().display(),
+            api = server.uri(),
+            ns = ns.name,
+            kc = kubeconfig_path(),
+        ),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+
+    // plan: one object to create, nothing written.
+    let out = capstan(vec![
+        "plan".into(),
+        "-c".into(),
+        cfg.clone(),
+        "--target".into(),
+        ns.name.clone(),
+        "-o".into(),
+        "json".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "plan: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan[0]["action"], "create", "{plan}");
+    assert_eq!(plan[0]["object"], format!("ConfigMap {}/settings", ns.name));
+
+    let out = capstan(vec![
+        "sync".into(),
+        "--once".into(),
+        "-c".into(),
+        cfg.clone(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sync: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 created"), "{stdout}");
+    let sent = statuses(&server).await;
+    let path = format!("/repos/acme/fleet/statuses/{sha}");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].0, path);
+    assert_eq!(sent[0].1["state"], "pending");
+    assert_eq!(sent[0].1["context"], format!("capstan/{}", ns.name));
+    assert_eq!(sent[1].0, path);
+    assert_eq!(sent[1].1["state"], "success");
+    assert_eq!(
+        sent[1].1["description"],
+        "1 created, 0 updated, 0 unchanged, 0 pruned; healthy"
+    );
+
+    // A bad commit: exit 2, status `error` on that commit naming the file.
+    std::fs::write(repo.path().join("app/broken.yaml"), "kind: [\n").unwrap();
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "broken"]);
+    let bad = git(repo.path(), &["rev-parse", "HEAD"]);
+    let out = capstan(vec!["sync".into(), "--once".into(), "-c".into(), cfg]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = statuses(&server).await;
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[3].0, format!("/repos/acme/fleet/statuses/{bad}"));
+    assert_eq!(sent[3].1["state"], "error");
+    let description = sent[3].1["description"].as_str().unwrap();
+    assert!(
+        description.starts_with("app/broken.yaml"),
+        "repository-relative: {description}"
+    );
+    assert!(description.chars().count() <= 140);
+}
