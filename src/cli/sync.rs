@@ -11,6 +11,8 @@ use capstan::config::{Config, ForgeKind, Target};
 use capstan::forge::{CommitState, CommitStatus, Forge, GitHub};
 use capstan::sync::{SyncOptions, client::client_for, sync_target};
 
+use tracing::Instrument;
+
 use super::{EXIT_BAD_INPUT, EXIT_NOTHING};
 
 #[derive(clap::Args)]
@@ -142,10 +144,13 @@ async fn run_targets(config: &Config, root: &Path, targets: &[&Target]) -> ExitC
             &format!("syncing {short}"),
         )
         .await;
-        let result = match client_for(target).await {
-            Ok(client) => sync_target(&client, &SyncOptions::from_target(target, root)).await,
-            Err(e) => Err(e),
-        };
+        let span = tracing::info_span!("sync_once", target = %name, commit = %short);
+        let result = async {
+            let client = client_for(target).await?;
+            sync_target(&client, &SyncOptions::from_target(target, root)).await
+        }
+        .instrument(span)
+        .await;
         match result {
             Ok(report) => {
                 println!(

@@ -103,52 +103,35 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
         let deadline = Instant::now() + opts.health_timeout;
         let mut report = SyncReport::default();
         let mut applied_ids = Inventory::new();
-        let mut samples: Vec<(ObjectId, Value, bool)> = Vec::new();
-
-        let force_for =
-            |o: &DesiredObject| opts.force || (opts.self_heal && previous.contains(&o.id));
-        let waves = by_wave_and_phase(&desired);
-        let wave_count = waves.len();
-        for (i, (wave, phases)) in waves.into_iter().enumerate() {
-            let mut wave_samples = Vec::new();
-            for (phase, objects) in phases {
-                let live = apply::fetch_live(client, &objects).await?;
-                let (done, error) =
-                    apply::sync_group(client, &objects, &live, &force_for, true, &writes).await;
-                for a in &done {
-                    applied_ids.insert(a.id.clone());
-                }
-                record(&mut report, &done);
-                if let Some(e) = error {
-                    let mut next = previous.clone();
-                    next.extend(applied_ids);
-                    inventory::store(
-                        client,
-                        &opts.namespace,
-                        &opts.target,
-                        &previous,
-                        &next,
-                        &writes,
-                    )
-                    .await?;
-                    return Err(e);
-                }
-                let phase_samples: Vec<_> =
-                    done.into_iter().map(|a| (a.id, a.live, false)).collect();
-                if phase == Phase::Crd {
-                    let by_id: HashMap<_, _> = desired.iter().map(|o| (o.id.clone(), o)).collect();
-                    wait_healthy(client, &by_id, phase_samples.clone(), deadline).await?;
-                }
-                wave_samples.extend(phase_samples);
+        let applied = apply_waves(
+            client,
+            opts,
+            &desired,
+            &previous,
+            deadline,
+            &writes,
+            &mut report,
+            &mut applied_ids,
+        )
+        .await;
+        let samples = match applied {
+            Ok(samples) => samples,
+            Err(e) => {
+                // Whatever was applied stays applied and stays tracked.
+                let mut next = previous.clone();
+                next.extend(applied_ids);
+                inventory::store(
+                    client,
+                    &opts.namespace,
+                    &opts.target,
+                    &previous,
+                    &next,
+                    &writes,
+                )
+                .await?;
+                return Err(e);
             }
-            if i + 1 < wave_count {
-                info!(wave, "waiting for the wave to be healthy");
-                let by_id: HashMap<_, _> = desired.iter().map(|o| (o.id.clone(), o)).collect();
-                wait_healthy(client, &by_id, wave_samples, deadline).await?;
-            } else {
-                samples = wave_samples;
-            }
-        }
+        };
 
         let desired_ids: Inventory = desired.iter().map(|o| o.id.clone()).collect();
         let mut next = desired_ids.clone();
@@ -195,6 +178,52 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
     }
     .instrument(span)
     .await
+}
+
+/// Applies wave after wave, phase after phase; waits for CRDs to be Established and
+/// for every wave but the last to be healthy. Returns the last wave's objects as
+/// health samples. `applied` collects every object applied, also on error.
+#[allow(clippy::too_many_arguments)]
+async fn apply_waves(
+    client: &Client,
+    opts: &SyncOptions,
+    desired: &[DesiredObject],
+    previous: &Inventory,
+    deadline: Instant,
+    writes: &WriteCounter,
+    report: &mut SyncReport,
+    applied: &mut Inventory,
+) -> Result<Vec<(ObjectId, Value, bool)>, SyncError> {
+    let force_for = |o: &DesiredObject| opts.force || (opts.self_heal && previous.contains(&o.id));
+    let by_id: HashMap<_, _> = desired.iter().map(|o| (o.id.clone(), o)).collect();
+    let waves = by_wave_and_phase(desired);
+    let wave_count = waves.len();
+    let mut samples = Vec::new();
+    for (i, (wave, phases)) in waves.into_iter().enumerate() {
+        let mut wave_samples = Vec::new();
+        for (phase, objects) in phases {
+            let live = apply::fetch_live(client, &objects).await?;
+            let (done, error) =
+                apply::sync_group(client, &objects, &live, &force_for, true, writes).await;
+            applied.extend(done.iter().map(|a| a.id.clone()));
+            record(report, &done);
+            if let Some(e) = error {
+                return Err(e);
+            }
+            let phase_samples: Vec<_> = done.into_iter().map(|a| (a.id, a.live, false)).collect();
+            if phase == Phase::Crd {
+                wait_healthy(client, &by_id, phase_samples.clone(), deadline).await?;
+            }
+            wave_samples.extend(phase_samples);
+        }
+        if i + 1 < wave_count {
+            info!(wave, "waiting for the wave to be healthy");
+            wait_healthy(client, &by_id, wave_samples, deadline).await?;
+        } else {
+            samples = wave_samples;
+        }
+    }
+    Ok(samples)
 }
 
 fn record(report: &mut SyncReport, done: &[Applied]) {
