@@ -114,6 +114,9 @@ pub struct Registry {
     /// Request budget; the watcher never sends more than this.
     #[serde(default = "default_requests_per_minute")]
     pub requests_per_minute: u32,
+    /// Requests in flight at once to this registry.
+    #[serde(default = "default_registry_concurrency")]
+    pub concurrency: u32,
 }
 
 /// Exactly one source of registry credentials; none means anonymous.
@@ -257,6 +260,9 @@ fn default_mode() -> Spanned<UpdateMode> {
 fn default_requests_per_minute() -> u32 {
     300
 }
+fn default_registry_concurrency() -> u32 {
+    8
+}
 fn default_update_path() -> String {
     ".".into()
 }
@@ -373,6 +379,13 @@ impl Config {
                 return Err(err(
                     reg.host.referenced,
                     &format!("registries[{i}].requestsPerMinute"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if reg.concurrency == 0 {
+                return Err(err(
+                    reg.host.referenced,
+                    &format!("registries[{i}].concurrency"),
                     "must be at least 1".into(),
                 ));
             }
@@ -698,6 +711,27 @@ targets:
                 .is_some_and(|p| p.is_absolute())
         );
         assert!(c.registries[1].insecure);
+    }
+
+    #[test]
+    fn registry_concurrency_defaults_and_must_be_positive() {
+        let c = load(&format!("{MINIMAL}registries:\n  - host: ghcr.io\n")).expect("valid");
+        assert_eq!(c.registries[0].concurrency, 8);
+        assert_eq!(c.registries[0].requests_per_minute, 300);
+        let c = load(&format!(
+            "{MINIMAL}registries:\n  - host: ghcr.io\n    concurrency: 2\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.registries[0].concurrency, 2);
+        let err = load(&format!(
+            "{MINIMAL}registries:\n  - host: ghcr.io\n    concurrency: 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.field.as_deref(),
+            Some("registries[0].concurrency"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod config;
 pub mod duration;
 pub mod forge;
 pub mod policy;
+pub mod registry;
 pub mod sync;
 pub mod yaml_file;

@@ -7,6 +7,7 @@
 mod check;
 mod plan;
 mod policy_eval;
+mod registry;
 mod sync;
 
 use std::path::PathBuf;
@@ -45,11 +46,17 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Ask a container registry.
+    Registry {
+        #[command(subcommand)]
+        command: registry::Command,
+    },
 }
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Choose a tag with one policy from a list of tags; prints the chosen tag last.
+    /// Choose a tag with one policy from a list of tags (or the registry's, with
+    /// `--live`); prints the chosen tag last.
     Eval(policy_eval::Args),
 }
 
@@ -79,6 +86,7 @@ pub fn run() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Eval(args),
         } => policy_eval::run(&args),
+        Command::Registry { command } => registry::run(&command),
     }
 }
 

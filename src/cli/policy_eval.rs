@@ -1,14 +1,19 @@
-//! `capstan policy eval`: run one policy over a list of tags.
+//! `capstan policy eval`: run one policy over a list of tags, from a file or
+//! (`--live`) from the image's registry.
 //!
 //! Output contract for scripts: in text mode the chosen tag is the last line of
-//! stdout (with `--explain`, one line per tag comes before it); when no tag
-//! qualifies, exit 1 with a one-line reason on stderr; bad input exits 2.
+//! stdout (with `--explain`, one line per tag comes before it; with `--live` and
+//! `digest: pin`, the line is `tag@sha256:…`); when no tag qualifies, or the
+//! registry cannot be read, exit 1 with a one-line reason on stderr; bad input
+//! exits 2.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use capstan::policy::{self, DigestMode};
+use capstan::policy::{self, Decision, DigestMode};
+use capstan::registry::transport::ClientOptions;
+use capstan::registry::{Outcome, ScanOptions, Scanner};
 
 use super::{EXIT_BAD_INPUT, EXIT_NOTHING, OutputFormat};
 
@@ -17,8 +22,15 @@ pub struct Args {
     /// A policy file holding exactly one ImagePolicy.
     policy_file: PathBuf,
     /// Tags, one per line (`-` for stdin); a registry `tags/list` JSON answer also works.
+    #[arg(long, required_unless_present = "live", conflicts_with = "live")]
+    tags_file: Option<PathBuf>,
+    /// Read the tags from the image's registry instead of a file.
     #[arg(long)]
-    tags_file: PathBuf,
+    live: bool,
+    /// With `--live`: configuration file with `registries:` settings (default:
+    /// `capstan.yaml` when it exists).
+    #[arg(short, long, conflicts_with = "tags_file")]
+    config: Option<PathBuf>,
     /// Say for every tag why it was or was not chosen.
     #[arg(long)]
     explain: bool,
@@ -34,18 +46,26 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let tags = match read_tags(&args.tags_file) {
-        Ok(t) => t,
-        Err(msg) => {
-            eprintln!("error: {}: {msg}", args.tags_file.display());
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+    let (decision, digest) = match &args.tags_file {
+        Some(file) => match read_tags(file) {
+            Ok(tags) => (policy::select(&policy, &tags), None),
+            Err(msg) => {
+                eprintln!("error: {}: {msg}", file.display());
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+        None => match live(&policy, args.config.as_deref()) {
+            Ok(found) => found,
+            Err(code) => return code,
+        },
     };
-    let decision = policy::select(&policy, &tags);
-    tracing::debug!(policy = %policy.name, tags = tags.len(), chosen = ?decision.chosen, "policy evaluated");
+    tracing::debug!(policy = %policy.name, tags = decision.tags.len(), chosen = ?decision.chosen, "policy evaluated");
 
     match args.output {
-        OutputFormat::Json => match serde_json::to_string_pretty(&decision) {
+        OutputFormat::Json => match serde_json::to_string_pretty(&LiveDecision {
+            decision: &decision,
+            digest: digest.as_deref(),
+        }) {
             Ok(json) => println!("{json}"),
             Err(e) => {
                 eprintln!("error: cannot encode decision: {e}");
@@ -61,14 +81,17 @@ pub fn run(args: &Args) -> ExitCode {
                         None => println!("{:width$}  {}", t.tag, t.verdict),
                     }
                 }
-                if policy.digest == DigestMode::Pin {
+                if policy.digest == DigestMode::Pin && !args.live {
                     eprintln!(
                         "note: policy pins digests; the digest is resolved from the registry, not from a tags file"
                     );
                 }
             }
             if let Some(tag) = &decision.chosen {
-                println!("{tag}");
+                match &digest {
+                    Some(d) => println!("{tag}@{d}"),
+                    None => println!("{tag}"),
+                }
             }
         }
     }
@@ -77,6 +100,47 @@ pub fn run(args: &Args) -> ExitCode {
         None => {
             eprintln!("{}", decision.no_choice_summary());
             ExitCode::from(EXIT_NOTHING)
+        }
+    }
+}
+
+/// The decision as JSON, plus the digest of the chosen tag when resolved.
+#[derive(serde::Serialize)]
+struct LiveDecision<'a> {
+    #[serde(flatten)]
+    decision: &'a Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
+}
+
+/// Scans the policy's image in its registry: the decision, and the chosen
+/// tag's digest when the policy pins digests.
+fn live(
+    policy: &policy::ImagePolicy,
+    config: Option<&Path>,
+) -> Result<(Decision, Option<String>), ExitCode> {
+    let registries = super::registry::load_registries(config).map_err(|msg| {
+        eprintln!("error: {msg}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    })?;
+    let runtime = super::registry::runtime().map_err(|msg| {
+        eprintln!("error: {msg}");
+        ExitCode::from(EXIT_NOTHING)
+    })?;
+    let scanner = Scanner::from_config(
+        &registries,
+        ClientOptions::default(),
+        ScanOptions::default(),
+    );
+    let result = runtime.block_on(scanner.scan(policy));
+    match result.outcome {
+        Outcome::Fresh(scanned) => {
+            let digest = scanned.chosen.and_then(|c| c.digest);
+            Ok((scanned.decision, digest))
+        }
+        Outcome::Stale { error, .. } => {
+            eprintln!("error: policy `{}`: {error}", policy.name);
+            Err(ExitCode::from(EXIT_NOTHING))
         }
     }
 }
