@@ -484,10 +484,6 @@ impl Authenticator {
             .clone()
     }
 
-    pub fn has_credentials_configured(&self) -> bool {
-        !matches!(self.source, CredentialSource::Anonymous)
-    }
-
     /// An `Authorization` value we can send without asking anyone: a cached,
     /// unexpired token for `scope`, or basic credentials for a basic registry.
     pub async fn cached_header(&self, scope: &str) -> Option<String> {

@@ -2,62 +2,108 @@
 //! retries with exponential backoff and jitter, `Retry-After`, and caps on the
 //! size of every response body.
 //!
-//! The budget is a sliding window: at most `max` requests start in any `window`
-//! (one minute in production; tests and benchmarks shrink the window to keep the
-//! same rate in less time). Every request counts, retries and token requests too,
-//! so the configured `requestsPerMinute` is a promise, not an average.
+//! The budget is a sliding window: at most `max` requests in any `window` (one
+//! minute in production; tests and benchmarks shrink the window to keep the same
+//! rate in less time). Every request counts, retries and token requests too, so
+//! the configured `requestsPerMinute` is a promise, not an average. A request
+//! occupies its place from the moment it is sent until `window` after its
+//! response has been read. A server sees each request at some moment between
+//! those two, so however the network delays requests, no window of the server's
+//! can contain more than `max` of them.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
-/// At most `max` requests start within any `window`.
+/// At most `max` requests within any `window`.
 #[derive(Debug)]
 pub struct Budget {
     max: usize,
     window: Duration,
-    started: Mutex<VecDeque<Instant>>,
+    places: Mutex<Places>,
+    finished: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Places {
+    in_flight: usize,
+    /// When finished requests ended, oldest first.
+    ended: VecDeque<Instant>,
+}
+
+/// A place in the budget, held while a request is in flight.
+#[derive(Debug)]
+pub struct BudgetPlace<'a> {
+    budget: &'a Budget,
+}
+
+impl Drop for BudgetPlace<'_> {
+    fn drop(&mut self) {
+        let mut places = self.budget.lock();
+        places.in_flight = places.in_flight.saturating_sub(1);
+        places.ended.push_back(Instant::now());
+        drop(places);
+        self.budget.finished.notify_waiters();
+    }
 }
 
 impl Budget {
     pub fn new(max: u32, window: Duration) -> Budget {
-        let max = max.max(1) as usize;
         Budget {
-            max,
+            max: max.max(1) as usize,
             window,
-            started: Mutex::new(VecDeque::with_capacity(max.min(4096))),
+            places: Mutex::new(Places::default()),
+            finished: Notify::new(),
         }
     }
 
-    /// Waits until one more request fits in the window, and records it.
-    pub async fn acquire(&self) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Places> {
+        // A poisoned lock only means a task panicked while updating counters
+        // and instants; they are still usable.
+        self.places
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Waits until one more request fits, and takes its place. Drop the place
+    /// when the response has been read.
+    pub async fn acquire(&self) -> BudgetPlace<'_> {
         loop {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
             let wait = {
-                // A poisoned lock only means another task panicked mid-update of
-                // a queue of instants; the data is still usable.
-                let mut started = self
-                    .started
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
+                let mut places = self.lock();
                 let now = Instant::now();
-                while started
+                while places
+                    .ended
                     .front()
                     .is_some_and(|t| now.duration_since(*t) >= self.window)
                 {
-                    started.pop_front();
+                    places.ended.pop_front();
                 }
-                if started.len() < self.max {
-                    started.push_back(now);
-                    return;
+                if places.in_flight + places.ended.len() < self.max {
+                    places.in_flight += 1;
+                    return BudgetPlace { budget: self };
                 }
-                match started.front() {
-                    Some(oldest) => (*oldest + self.window).saturating_duration_since(now),
-                    None => Duration::ZERO,
-                }
+                places
+                    .ended
+                    .front()
+                    .map(|oldest| (*oldest + self.window).saturating_duration_since(now))
             };
-            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            match wait {
+                // Wait for the oldest place to leave the window, or for a
+                // request in flight to end (its place then starts ageing).
+                Some(d) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(d.max(Duration::from_millis(1))) => {}
+                        _ = &mut finished => {}
+                    }
+                }
+                None => finished.await,
+            }
         }
     }
 
@@ -77,6 +123,15 @@ pub struct Limiter {
     slots: Semaphore,
 }
 
+/// What one request holds until its response has been read.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    /// `None` only if the semaphore were closed, which never happens: the
+    /// request then runs without the concurrency cap rather than not at all.
+    _permit: Option<SemaphorePermit<'a>>,
+    _place: BudgetPlace<'a>,
+}
+
 impl Limiter {
     pub fn new(requests: u32, window: Duration, concurrency: u32) -> Limiter {
         Limiter {
@@ -86,13 +141,14 @@ impl Limiter {
     }
 
     /// A slot for one request: first a concurrency permit, then a place in the
-    /// budget. Hold the permit until the response body has been read. (The
-    /// semaphore is never closed, so the permit is always there; `None` would
-    /// only mean running without the concurrency cap.)
-    pub async fn acquire(&self) -> Option<SemaphorePermit<'_>> {
+    /// budget.
+    pub async fn acquire(&self) -> Slot<'_> {
         let permit = self.slots.acquire().await.ok();
-        self.budget.acquire().await;
-        permit
+        let place = self.budget.acquire().await;
+        Slot {
+            _permit: permit,
+            _place: place,
+        }
     }
 
     pub fn budget(&self) -> &Budget {
@@ -185,8 +241,9 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..12 {
-            budget.acquire().await;
+            let place = budget.acquire().await;
             times.push(start.elapsed());
+            drop(place);
         }
         // 12 requests at 5 per 300 ms: the 6th waits one window, the 11th two.
         assert!(times[5] >= Duration::from_millis(300), "{times:?}");
@@ -201,6 +258,24 @@ mod tests {
                 "{in_window} requests within one window at {t:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_place_ages_only_once_its_request_has_ended() {
+        let budget = Budget::new(1, Duration::from_millis(100));
+        let start = Instant::now();
+        let first = budget.acquire().await;
+        let waiter = async {
+            let _second = budget.acquire().await;
+            start.elapsed()
+        };
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(first);
+        };
+        let (second_at, ()) = tokio::join!(waiter, release);
+        // In flight for 200 ms, then one window.
+        assert!(second_at >= Duration::from_millis(300), "{second_at:?}");
     }
 
     #[test]

@@ -293,7 +293,8 @@ impl Transport {
             let message = reply.error_message();
             if answered_challenge {
                 self.auth.invalidate(scope);
-                let why = if self.auth.has_credentials_configured() {
+                let has_credentials = matches!(self.auth.credentials().await, Ok(Some(_)));
+                let why = if has_credentials {
                     "the registry refused the credentials"
                 } else {
                     "the registry requires credentials and none are configured"
@@ -572,7 +573,7 @@ impl Transport {
         req: &Request<'_>,
         authorization: Option<&str>,
     ) -> Result<Reply, ErrorKind> {
-        let _permit = self.limiter.acquire().await;
+        let _slot = self.limiter.acquire().await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut builder = self.http.request(req.method.clone(), req.url.clone());
         if !req.accept.is_empty() {
