@@ -25,9 +25,7 @@ fn example_in(ns: &str) -> tempfile::TempDir {
     for entry in std::fs::read_dir(&src).expect("manifests-example") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read example");
-        let text = text
-            .replace("namespace: podinfo", &format!("namespace: {ns}"))
-            .replace("name: podinfo\n---", "");
+        let text = text.replace("namespace: podinfo", &format!("namespace: {ns}"));
         let text = if path.file_name().is_some_and(|n| n == "namespace.yaml") {
             text.replace("name: podinfo", &format!("name: {ns}"))
         } else {
