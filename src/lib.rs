@@ -6,7 +6,10 @@
 pub mod config;
 pub mod duration;
 pub mod forge;
+pub mod git;
+pub mod manifests;
 pub mod policy;
 pub mod registry;
 pub mod sync;
+pub mod update;
 pub mod yaml_file;

@@ -9,6 +9,7 @@ mod plan;
 mod policy_eval;
 mod registry;
 mod sync;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum Command {
         #[command(subcommand)]
         command: registry::Command,
     },
+    /// Bring image references in the manifests repository up to date: plan
+    /// byte-minimal edits, print the diff, commit and push.
+    Update(update::Args),
 }
 
 #[derive(Subcommand)]
@@ -87,6 +91,7 @@ pub fn run() -> ExitCode {
             command: PolicyCommand::Eval(args),
         } => policy_eval::run(&args),
         Command::Registry { command } => registry::run(&command),
+        Command::Update(args) => update::run(&args),
     }
 }
 

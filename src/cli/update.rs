@@ -1,0 +1,145 @@
+//! `capstan update --once`: one pass of the image-update loop.
+//!
+//! Output contract: the unified diff of what changed (or, with `--dry-run`,
+//! would change) goes to stdout, so it can be piped to `git apply`; one line
+//! per skipped reference, problem and the result go to stderr. Exit 0 when
+//! nothing failed (skips are not failures), 1 when a file or the push failed,
+//! 2 for bad configuration or usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use capstan::config::Config;
+use capstan::policy;
+use capstan::update::{self, Outcome, Report, Settings};
+
+use super::{EXIT_BAD_INPUT, EXIT_NOTHING, OutputFormat};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run one pass and exit (the continuous loop is the daemon's job).
+    #[arg(long, required = true)]
+    once: bool,
+    #[arg(short, long, default_value = capstan::config::DEFAULT_FILE)]
+    config: PathBuf,
+    /// Plan and print the diff; do not commit or push.
+    #[arg(long)]
+    dry_run: bool,
+    /// Read each policy's tags from `<DIR>/<policy>.txt` (format of
+    /// `policy eval --tags-file`) instead of asking the registry.
+    #[arg(long, value_name = "DIR")]
+    tags_dir: Option<PathBuf>,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    debug_assert!(args.once);
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let policies = match policy::load_dir(config.policies_dir()) {
+        Ok(p) => p,
+        Err(e) => {
+            for err in e.errors() {
+                eprintln!("error: {err}");
+            }
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let Some(tags_dir) = &args.tags_dir else {
+        eprintln!(
+            "error: no tag source: scanning registries is not available in this build yet; pass --tags-dir <DIR> with one <policy>.txt per policy"
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    if !tags_dir.is_dir() {
+        eprintln!("error: --tags-dir {}: not a folder", tags_dir.display());
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let config_dir = args
+        .config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let settings = match Settings::from_config(&config, config_dir, args.dry_run) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let wanted = update::tags_dir::choose(tags_dir, &policies);
+    match update::run_once(&settings, &wanted) {
+        Ok(report) => print_report(&report, args.output),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_NOTHING)
+        }
+    }
+}
+
+fn print_report(report: &Report, output: OutputFormat) -> ExitCode {
+    let plan = &report.plan;
+    match output {
+        OutputFormat::Json => match serde_json::to_string_pretty(report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot encode report: {e}"),
+        },
+        OutputFormat::Text => print!("{}", plan.diff()),
+    }
+    for (policy, why) in &report.not_chosen {
+        eprintln!("skipped: policy `{policy}`: {why}");
+    }
+    for skip in &plan.skipped {
+        eprintln!("skipped: {skip}");
+    }
+    for problem in &plan.problems {
+        eprintln!("error: {problem}");
+    }
+    let changes = plan.changes().count();
+    let files = plan.files.len();
+    let status = match &report.outcome {
+        Outcome::DryRun { head } => format!(
+            "dry run on {} at {}: {changes} change(s) in {files} file(s) would be committed",
+            report.branch,
+            short(head)
+        ),
+        Outcome::Pushed { commit, attempts } => format!(
+            "pushed {} to {}: {changes} change(s) in {files} file(s){}",
+            short(commit),
+            report.branch,
+            if *attempts > 1 {
+                format!(" (after {} rejected push(es))", attempts - 1)
+            } else {
+                String::new()
+            }
+        ),
+        Outcome::Unchanged { head, .. } => format!(
+            "nothing to commit: {} at {} is up to date",
+            report.branch,
+            short(head)
+        ),
+    };
+    eprintln!(
+        "{status}; {} file(s) scanned, {} reference(s), {} up to date, {} skipped, {} problem(s)",
+        plan.files_scanned,
+        plan.references,
+        plan.up_to_date,
+        plan.skipped.len() + report.not_chosen.len(),
+        plan.problems.len()
+    );
+    if report.failed() {
+        ExitCode::from(EXIT_NOTHING)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn short(oid: &str) -> &str {
+    oid.get(..12).unwrap_or(oid)
+}
