@@ -1,15 +1,14 @@
 //! `capstan update --once` as people and scripts run it, against real Git
 //! repositories (on disk and over smart HTTP).
 
-#[path = "git_support/mod.rs"]
-mod git_support;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Output;
 
 use assert_cmd::Command;
-use git_support::git_http::GitHttpServer;
-use git_support::{BareRepo, policy_yaml};
+use support::git_http::GitHttpServer;
+use support::git_repo::{self, BareRepo, policy_yaml};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -119,7 +118,7 @@ fn dry_run_prints_a_diff_and_changes_nothing() {
 
     // The diff applies with `git apply` to a fresh clone.
     let clone = s.dir.path().join("clone");
-    git_support::git(
+    git_repo::git(
         s.dir.path(),
         &[
             "clone",
@@ -129,7 +128,7 @@ fn dry_run_prints_a_diff_and_changes_nothing() {
         ],
     );
     std::fs::write(s.dir.path().join("change.patch"), &out.stdout).expect("patch");
-    git_support::git(&clone, &["apply", "--check", "../change.patch"]);
+    git_repo::git(&clone, &["apply", "--check", "../change.patch"]);
 }
 
 #[test]
@@ -172,7 +171,7 @@ fn author_and_message_template_come_from_the_config() {
     ));
     let out = s.run(&[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let msg = git_support::git(
+    let msg = git_repo::git(
         &s.repo.path(),
         &["log", "-1", "--format=%an <%ae>%n%B", "main"],
     );
@@ -252,12 +251,19 @@ fn usage_and_configuration_errors_exit_2() {
     let mut cmd = Command::cargo_bin("capstan").expect("binary");
     let out = cmd
         .current_dir(s.dir.path())
-        .args(["update", "--once", "-c", "capstan.yaml"])
+        .args([
+            "update",
+            "--once",
+            "-c",
+            "capstan.yaml",
+            "--tags-dir",
+            "no-such-dir",
+        ])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("--tags-dir"),
+        text(&out.stderr).contains("--tags-dir no-such-dir: not a folder"),
         "{}",
         text(&out.stderr)
     );

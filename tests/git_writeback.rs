@@ -2,8 +2,7 @@
 //! smart HTTP by `git http-backend`, with races injected by the server at the
 //! exact moment between capstan's fetch and its push.
 
-#[path = "git_support/mod.rs"]
-mod git_support;
+mod support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,9 +10,9 @@ use std::time::Duration;
 use capstan::git::{self, Auth, Checkout, RetryPolicy};
 use capstan::manifests::{ChosenImage, Options, Wanted};
 use capstan::policy::ImagePolicy;
-use capstan::update::{self, Outcome, Settings};
-use git_support::git_http::{GitHttpServer, Trigger};
-use git_support::{BareRepo, policy_yaml};
+use capstan::update::{self, Choices, Outcome, Settings};
+use support::git_http::{GitHttpServer, Trigger};
+use support::git_repo::{self, BareRepo, policy_yaml};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -85,8 +84,9 @@ impl Env {
         }
     }
 
-    fn wanted(&self, tag: &str) -> Vec<Wanted> {
-        self.policies
+    fn wanted(&self, tag: &str) -> Choices {
+        let wanted: Vec<Wanted> = self
+            .policies
             .iter()
             .map(|p| Wanted {
                 policy: p.clone(),
@@ -95,7 +95,8 @@ impl Env {
                     digest: None,
                 }),
             })
-            .collect()
+            .collect();
+        wanted.into()
     }
 
     fn capstan_commits(&self) -> usize {
@@ -137,7 +138,7 @@ fn pushes_one_commit_over_http() {
             "A Human\tinitial manifests".to_string()
         ]
     );
-    let body = git_support::git(&env.repo.path(), &["log", "-1", "--format=%b", "main"]);
+    let body = git_repo::git(&env.repo.path(), &["log", "-1", "--format=%b", "main"]);
     assert_eq!(
         body.trim(),
         "- podinfo: 6.5.0 → 6.5.1 (apps/podinfo/deployment.yaml)"
@@ -402,7 +403,7 @@ fn a_dirty_checkout_left_by_a_crash_is_reset() {
     )
     .expect("junk");
     std::fs::write(co.join("README.md"), "local edit\n").expect("edit");
-    git_support::git(
+    git_repo::git(
         co,
         &[
             "-c",
@@ -435,7 +436,7 @@ fn a_folder_capstan_did_not_create_is_never_reset() {
     let env = env();
     let theirs = env.dir.path().join("theirs");
     std::fs::create_dir_all(&theirs).expect("mkdir");
-    git_support::git(&theirs, &["init", "-q"]);
+    git_repo::git(&theirs, &["init", "-q"]);
     let err = Checkout::open_or_init(&env.server.url("fleet.git"), "main", &theirs, Auth::None)
         .unwrap_err();
     assert!(matches!(err, git::Error::NotOurs(_)), "{err}");

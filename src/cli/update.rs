@@ -3,15 +3,20 @@
 //! Output contract: the unified diff of what changed (or, with `--dry-run`,
 //! would change) goes to stdout, so it can be piped to `git apply`; one line
 //! per skipped reference, problem and the result go to stderr. Exit 0 when
-//! nothing failed (skips are not failures), 1 when a file or the push failed,
-//! 2 for bad configuration or usage.
+//! nothing failed (skips are not failures), 1 when a file, a registry scan or
+//! the push failed, 2 for bad configuration or usage.
+//!
+//! Tags come from the registries (`registries:` settings), or with
+//! `--tags-dir` from files.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use capstan::config::Config;
-use capstan::policy;
-use capstan::update::{self, Outcome, Report, Settings};
+use capstan::policy::{self, ImagePolicy};
+use capstan::registry::transport::ClientOptions;
+use capstan::registry::{ScanOptions, Scanner};
+use capstan::update::{self, Choices, Outcome, Report, Settings};
 
 use super::{EXIT_BAD_INPUT, EXIT_NOTHING, OutputFormat};
 
@@ -26,7 +31,7 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
     /// Read each policy's tags from `<DIR>/<policy>.txt` (format of
-    /// `policy eval --tags-file`) instead of asking the registry.
+    /// `policy eval --tags-file`) instead of scanning the registries.
     #[arg(long, value_name = "DIR")]
     tags_dir: Option<PathBuf>,
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
@@ -51,14 +56,10 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let Some(tags_dir) = &args.tags_dir else {
-        eprintln!(
-            "error: no tag source: scanning registries is not available in this build yet; pass --tags-dir <DIR> with one <policy>.txt per policy"
-        );
-        return ExitCode::from(EXIT_BAD_INPUT);
-    };
-    if !tags_dir.is_dir() {
-        eprintln!("error: --tags-dir {}: not a folder", tags_dir.display());
+    if let Some(dir) = &args.tags_dir
+        && !dir.is_dir()
+    {
+        eprintln!("error: --tags-dir {}: not a folder", dir.display());
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     let config_dir = args
@@ -73,14 +74,34 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let wanted = update::tags_dir::choose(tags_dir, &policies);
-    match update::run_once(&settings, &wanted) {
+    let choices = match &args.tags_dir {
+        Some(dir) => update::tags_dir::choose(dir, &policies),
+        None => match scan_registries(&config, &policies) {
+            Ok(c) => c,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                return ExitCode::from(EXIT_NOTHING);
+            }
+        },
+    };
+    match update::run_once(&settings, &choices) {
         Ok(report) => print_report(&report, args.output),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_NOTHING)
         }
     }
+}
+
+/// Every policy's image, scanned in its registry (settings from `registries:`).
+fn scan_registries(config: &Config, policies: &[ImagePolicy]) -> Result<Choices, String> {
+    let runtime = super::registry::runtime()?;
+    let scanner = Scanner::from_config(
+        &config.registries,
+        ClientOptions::default(),
+        ScanOptions::default(),
+    );
+    Ok(runtime.block_on(update::from_registry::choose(&scanner, policies)))
 }
 
 fn print_report(report: &Report, output: OutputFormat) -> ExitCode {
@@ -91,6 +112,9 @@ fn print_report(report: &Report, output: OutputFormat) -> ExitCode {
             Err(e) => eprintln!("error: cannot encode report: {e}"),
         },
         OutputFormat::Text => print!("{}", plan.diff()),
+    }
+    for (policy, error) in &report.source_errors {
+        eprintln!("error: policy `{policy}`: {error}");
     }
     for (policy, why) in &report.not_chosen {
         eprintln!("skipped: policy `{policy}`: {why}");
@@ -131,7 +155,7 @@ fn print_report(report: &Report, output: OutputFormat) -> ExitCode {
         plan.references,
         plan.up_to_date,
         plan.skipped.len() + report.not_chosen.len(),
-        plan.problems.len()
+        plan.problems.len() + report.source_errors.len()
     );
     if report.failed() {
         ExitCode::from(EXIT_NOTHING)

@@ -1,8 +1,13 @@
 //! Image references as written in manifests: `name[:tag][@digest]`.
 //!
-//! Only what matching and editing need: split a reference into its parts, and
-//! decide whether two repository names denote the same repository the way a
-//! container runtime does (`nginx` is `docker.io/library/nginx`).
+//! Only what matching and editing need: split a reference into its parts
+//! without rewriting them (edits splice the original bytes), and decide
+//! whether two repository names denote the same repository. Normalization and
+//! validity (`nginx` is `docker.io/library/nginx`, what a tag may contain) are
+//! the registry module's rules, so a manifest matches the image the registry
+//! scan looked at.
+
+use crate::registry::reference::{self as registry_ref, ImageRef};
 
 /// The parts of `name[:tag][@digest]`, borrowed from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,60 +52,29 @@ pub fn tag_and_digest(tag: &str, digest: Option<&str>) -> String {
 
 /// Whether two repository names (no tag, no digest) denote the same
 /// repository: Docker Hub's implicit host and `library/` are filled in and the
-/// host is compared case-insensitively.
+/// host is compared case-insensitively. Names that do not parse only match
+/// themselves.
 pub fn same_repository(a: &str, b: &str) -> bool {
-    normalize(a) == normalize(b)
-}
-
-/// `nginx` → `docker.io/library/nginx`; `index.docker.io/x/y` → `docker.io/x/y`.
-pub fn normalize(name: &str) -> String {
-    let (host, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_ascii_lowercase(), rest)
+    match (ImageRef::parse(a), ImageRef::parse(b)) {
+        (Ok(x), Ok(y)) => {
+            x.tag.is_none()
+                && y.tag.is_none()
+                && x.digest.is_none()
+                && y.digest.is_none()
+                && x.name() == y.name()
         }
-        _ => ("docker.io".to_string(), name),
-    };
-    let host = match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".to_string()
-        }
-        _ => host,
-    };
-    if host == "docker.io" && !path.contains('/') {
-        format!("{host}/library/{path}")
-    } else {
-        format!("{host}/{path}")
+        _ => a == b,
     }
 }
 
 /// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub fn is_valid_tag(tag: &str) -> bool {
-    let bytes = tag.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 128
-        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    registry_ref::check_tag(tag).is_ok()
 }
 
-/// A digest as registries return them: `algorithm:hex` (e.g. `sha256:…`).
+/// A digest as registries return them (`sha256:` and 64 hex digits, ...).
 pub fn is_valid_digest(digest: &str) -> bool {
-    match digest.split_once(':') {
-        Some((algo, hex)) => {
-            !algo.is_empty()
-                && algo
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-                && hex.len() >= 32
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        }
-        None => false,
-    }
+    registry_ref::check_digest(digest).is_ok()
 }
 
 #[cfg(test)]
@@ -130,6 +104,7 @@ mod tests {
         assert!(same_repository("GHCR.io/acme/app", "ghcr.io/acme/app"));
         assert!(!same_repository("ghcr.io/acme/app", "ghcr.io/acme/app2"));
         assert!(!same_repository("localhost:5000/app", "app"));
+        assert!(!same_repository("ghcr.io/acme/app:1.0", "ghcr.io/acme/app"));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! One pass of the image-update loop: chosen images in, a commit out.
 //!
-//! The caller brings what each policy chose (from the registry, or from tags
-//! files: [`tags_dir`]); this module brings the manifests repository up to
-//! date with it: fetch the branch, plan byte-minimal edits
+//! The caller brings what each policy chose ([`Choices`], from the registry:
+//! [`from_registry`], or from tags files: [`tags_dir`]); this module brings
+//! the manifests repository up to date with it: fetch the branch, plan byte-minimal edits
 //! ([`crate::manifests`]), commit them with the configured author and message
 //! template, and push ([`crate::git`]), recomputing on the new head when the
 //! push races someone else. It is the glue between the two modules, which do
 //! not know each other.
 
+pub mod from_registry;
 pub mod message;
 pub mod tags_dir;
 
@@ -19,6 +20,27 @@ use serde::Serialize;
 use crate::config::{Config, UpdateMode};
 use crate::git::{self, Auth, Checkout, RetryPolicy, WriteBackError};
 use crate::manifests::{self, Plan, Wanted};
+
+/// What the policies chose, from whichever tag source.
+#[derive(Debug, Clone, Default)]
+pub struct Choices {
+    /// One per policy; `Err(reason)` when it chose nothing (its references
+    /// are skipped with that reason).
+    pub wanted: Vec<Wanted>,
+    /// Policies whose tag source failed (registry down, unreadable tags
+    /// file), with the error: their references are skipped and the pass
+    /// counts as failed.
+    pub errors: Vec<(String, String)>,
+}
+
+impl From<Vec<Wanted>> for Choices {
+    fn from(wanted: Vec<Wanted>) -> Choices {
+        Choices {
+            wanted,
+            errors: Vec::new(),
+        }
+    }
+}
 
 /// Everything a pass needs, resolved from `capstan.yaml`.
 #[derive(Debug, Clone)]
@@ -127,17 +149,21 @@ pub struct Report {
     pub plan: Plan,
     /// Policies with no chosen image, and why.
     pub not_chosen: Vec<(String, String)>,
+    /// Policies whose tag source failed, and the error.
+    pub source_errors: Vec<(String, String)>,
 }
 
 impl Report {
-    /// Something needs a person: bad files, unknown policies, unwritable files.
+    /// Something needs a person: bad files, unknown policies, unwritable
+    /// files, a registry that could not be scanned.
     pub fn failed(&self) -> bool {
-        !self.plan.problems.is_empty()
+        !self.plan.problems.is_empty() || !self.source_errors.is_empty()
     }
 }
 
 /// Runs one pass (blocking: Git and file I/O).
-pub fn run_once(settings: &Settings, wanted: &[Wanted]) -> Result<Report, Error> {
+pub fn run_once(settings: &Settings, choices: &Choices) -> Result<Report, Error> {
+    let wanted = choices.wanted.as_slice();
     let checkout = Checkout::open_or_init(
         &settings.url,
         &settings.branch,
@@ -169,6 +195,7 @@ pub fn run_once(settings: &Settings, wanted: &[Wanted]) -> Result<Report, Error>
             },
             plan,
             not_chosen,
+            source_errors: choices.errors.clone(),
         });
     }
 
@@ -223,12 +250,13 @@ pub fn run_once(settings: &Settings, wanted: &[Wanted]) -> Result<Report, Error>
         outcome,
         plan: last_plan,
         not_chosen,
+        source_errors: choices.errors.clone(),
     })
 }
 
 /// [`run_once`] for async callers: runs on the blocking pool.
-pub async fn run_once_async(settings: Settings, wanted: Vec<Wanted>) -> Result<Report, Error> {
-    tokio::task::spawn_blocking(move || run_once(&settings, &wanted))
+pub async fn run_once_async(settings: Settings, choices: Choices) -> Result<Report, Error> {
+    tokio::task::spawn_blocking(move || run_once(&settings, &choices))
         .await
         .map_err(|e| Error::Task(e.to_string()))?
 }

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use super::Choices;
 use crate::manifests::{ChosenImage, Wanted};
 use crate::policy::{self, DigestMode, ImagePolicy};
 
@@ -30,36 +31,48 @@ pub fn parse_tags(text: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// What each policy chooses from its tags file.
-pub fn choose(dir: &Path, policies: &[ImagePolicy]) -> Vec<Wanted> {
-    policies
-        .iter()
-        .map(|p| Wanted {
-            policy: p.clone(),
-            chosen: choose_one(dir, p),
-        })
-        .collect()
+/// What each policy chooses from its tags file. A missing file skips the
+/// policy; an unreadable or malformed one is an error.
+pub fn choose(dir: &Path, policies: &[ImagePolicy]) -> Choices {
+    let mut choices = Choices::default();
+    for policy in policies {
+        let chosen = match choose_one(dir, policy) {
+            Ok(chosen) => chosen,
+            Err(error) => {
+                choices.errors.push((policy.name.clone(), error.clone()));
+                Err(error)
+            }
+        };
+        choices.wanted.push(Wanted {
+            policy: policy.clone(),
+            chosen,
+        });
+    }
+    choices
 }
 
-fn choose_one(dir: &Path, policy: &ImagePolicy) -> Result<ChosenImage, String> {
+/// `Ok(Err(why))`: nothing to choose (a skip); `Err`: the source failed.
+fn choose_one(dir: &Path, policy: &ImagePolicy) -> Result<Result<ChosenImage, String>, String> {
     if policy.digest == DigestMode::Pin {
-        return Err("pins digests, and a tags file has no digests (needs the registry)".into());
+        return Ok(Err(
+            "pins digests, and a tags file has no digests (use the registry)".into(),
+        ));
     }
     let path = dir.join(format!("{}.txt", policy.name));
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("no tags file {}", path.display()));
+            return Ok(Err(format!("no tags file {}", path.display())));
         }
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let tags = parse_tags(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let decision = policy::select(policy, &tags);
     tracing::debug!(policy = %policy.name, tags = tags.len(), chosen = ?decision.chosen, "policy evaluated");
-    match decision.chosen {
+    Ok(match decision.chosen {
         Some(tag) => Ok(ChosenImage { tag, digest: None }),
         None => Err(decision.no_choice_summary()),
-    }
+    })
 }
 
 #[cfg(test)]

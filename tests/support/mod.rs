@@ -2,3 +2,5 @@
 #![allow(dead_code)] // not every test crate uses every helper
 
 pub mod cluster;
+pub mod git_http;
+pub mod git_repo;

@@ -1,11 +1,6 @@
 //! Real Git for tests: bare repositories on disk, seeded and inspected with
 //! the `git` command line (an independent implementation from libgit2, which
-//! capstan uses), and served over smart HTTP by [`git_http`].
-//!
-//! Used by the integration tests with `#[path = "git_support/mod.rs"] mod git_support;`.
-#![allow(dead_code)] // not every test crate uses every helper
-
-pub mod git_http;
+//! capstan uses); [`super::git_http`] serves them over smart HTTP.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

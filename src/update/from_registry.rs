@@ -1,0 +1,42 @@
+//! Tags from the registries: each policy's image is scanned (tags, and the
+//! chosen tag's digest for `digest: pin`) by [`crate::registry::Scanner`].
+//!
+//! A registry that cannot be scanned is an error for the policies on it;
+//! the other policies go ahead.
+
+use super::Choices;
+use crate::manifests::{ChosenImage, Wanted};
+use crate::policy::{DigestMode, ImagePolicy};
+use crate::registry::{Outcome, Scanner};
+
+/// Scans every policy (concurrently) and turns the results into choices.
+pub async fn choose(scanner: &Scanner, policies: &[ImagePolicy]) -> Choices {
+    let results = scanner.scan_all(policies).await;
+    let mut choices = Choices::default();
+    for (policy, result) in policies.iter().zip(results) {
+        let chosen = match result.outcome {
+            Outcome::Fresh(scanned) => match scanned.chosen {
+                Some(c) if policy.digest == DigestMode::Pin && c.digest.is_none() => {
+                    let why = format!("the registry gave no digest for `{}`", c.tag);
+                    choices.errors.push((policy.name.clone(), why.clone()));
+                    Err(why)
+                }
+                Some(c) => Ok(ChosenImage {
+                    tag: c.tag,
+                    digest: c.digest,
+                }),
+                None => Err(scanned.decision.no_choice_summary()),
+            },
+            Outcome::Stale { error, .. } => {
+                let why = format!("registry scan failed: {error}");
+                choices.errors.push((policy.name.clone(), why.clone()));
+                Err(why)
+            }
+        };
+        choices.wanted.push(Wanted {
+            policy: policy.clone(),
+            chosen,
+        });
+    }
+    choices
+}
