@@ -213,6 +213,12 @@ fn bad_files_fail_the_run_but_good_ones_are_committed() {
 fn skipped_policies_are_reported_and_do_not_fail_the_run() {
     let s = Setup::new(&[]);
     s.tags("podinfo", "7.0.0\nlatest\n");
+    std::fs::write(
+        s.dir.path().join("policies/orphan.yaml"),
+        policy_yaml("orphan", "ghcr.io/acme/orphan", ">=1.0.0"),
+    )
+    .expect("policy");
+    s.tags("orphan", "1.0.0\n");
     let out = s.run(&[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -226,6 +232,10 @@ fn skipped_policies_are_reported_and_do_not_fail_the_run() {
         "{err}"
     );
     assert!(err.contains("nothing to commit"), "{err}");
+    assert!(
+        err.contains("skipped: policy `orphan`: no reference to it under update.path"),
+        "{err}"
+    );
 }
 
 #[test]

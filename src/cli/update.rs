@@ -119,6 +119,9 @@ fn print_report(report: &Report, output: OutputFormat) -> ExitCode {
     for (policy, why) in &report.not_chosen {
         eprintln!("skipped: policy `{policy}`: {why}");
     }
+    for policy in &report.unreferenced {
+        eprintln!("skipped: policy `{policy}`: no reference to it under update.path");
+    }
     for skip in &plan.skipped {
         eprintln!("skipped: {skip}");
     }
@@ -154,7 +157,7 @@ fn print_report(report: &Report, output: OutputFormat) -> ExitCode {
         plan.files_scanned,
         plan.references,
         plan.up_to_date,
-        plan.skipped.len() + report.not_chosen.len(),
+        plan.skipped.len() + report.not_chosen.len() + report.unreferenced.len(),
         plan.problems.len() + report.source_errors.len()
     );
     if report.failed() {

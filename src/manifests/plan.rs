@@ -113,6 +113,8 @@ pub struct FileOutcome {
     pub references: usize,
     /// References that already hold the chosen image.
     pub up_to_date: usize,
+    /// Names of the policies referenced in the file.
+    pub policies: std::collections::BTreeSet<String>,
 }
 
 /// Plans the edits of one file. `path` is used for messages and kustomization
@@ -176,6 +178,7 @@ pub fn plan_text(
         out.references += 1;
         let scalar = &index.scalars[occ.scalar];
         let w = &wanted[occ.policy];
+        out.policies.insert(w.policy.name.clone());
         let chosen = match &w.chosen {
             Ok(c) => c,
             Err(reason) => {
@@ -337,6 +340,8 @@ pub struct Plan {
     pub files_scanned: usize,
     pub references: usize,
     pub up_to_date: usize,
+    /// Names of the policies referenced anywhere under the folder.
+    pub referenced: std::collections::BTreeSet<String>,
 }
 
 /// Files larger than this are not scanned (a note says so).
@@ -360,6 +365,7 @@ pub fn plan_dir(root: &Path, dir: &Path, wanted: &[Wanted], options: Options) ->
     plan.files_scanned = files.len();
     for outcome in plan_files(root, &files, &valid, options) {
         plan.references += outcome.references;
+        plan.referenced.extend(outcome.policies);
         plan.up_to_date += outcome.up_to_date;
         plan.problems.extend(outcome.problems);
         plan.skipped.extend(outcome.skipped);
@@ -542,16 +548,23 @@ impl Plan {
         for file in files {
             match write::replace_file(&file.absolute, file.updated.as_bytes()) {
                 Ok(()) => {
-                    tracing::info!(file = %file.path, changes = file.changes.len(),
+                    for c in &file.changes {
+                        tracing::info!(file = %file.path, line = c.line, policy = %c.policy,
+                            from = %c.from, to = %c.to, "image reference updated");
+                    }
+                    tracing::debug!(file = %file.path,
                         patch = %serde_json::to_string(&file.patch).unwrap_or_default(),
-                        "file updated");
+                        "file written");
                     self.files.push(file);
                 }
-                Err(e) => self.problems.push(Problem {
-                    file: file.path.clone().into(),
-                    line: file.changes.first().map_or(0, |c| c.line),
-                    message: format!("cannot write: {e}; file left unchanged"),
-                }),
+                Err(e) => {
+                    tracing::warn!(file = %file.path, error = %e, "file not written");
+                    self.problems.push(Problem {
+                        file: file.path.clone().into(),
+                        line: file.changes.first().map_or(0, |c| c.line),
+                        message: format!("cannot write: {e}; file left unchanged"),
+                    });
+                }
             }
         }
     }

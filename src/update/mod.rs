@@ -151,6 +151,9 @@ pub struct Report {
     pub not_chosen: Vec<(String, String)>,
     /// Policies whose tag source failed, and the error.
     pub source_errors: Vec<(String, String)>,
+    /// Policies that chose an image but are referenced nowhere under
+    /// `update.path` (nothing to update for them).
+    pub unreferenced: Vec<String>,
 }
 
 impl Report {
@@ -193,9 +196,10 @@ pub fn run_once(settings: &Settings, choices: &Choices) -> Result<Report, Error>
             outcome: Outcome::DryRun {
                 head: head.to_string(),
             },
-            plan,
             not_chosen,
             source_errors: choices.errors.clone(),
+            unreferenced: unreferenced(choices, &plan),
+            plan,
         });
     }
 
@@ -248,10 +252,20 @@ pub fn run_once(settings: &Settings, choices: &Choices) -> Result<Report, Error>
     Ok(Report {
         branch: settings.branch.clone(),
         outcome,
-        plan: last_plan,
         not_chosen,
         source_errors: choices.errors.clone(),
+        unreferenced: unreferenced(choices, &last_plan),
+        plan: last_plan,
     })
+}
+
+fn unreferenced(choices: &Choices, plan: &Plan) -> Vec<String> {
+    choices
+        .wanted
+        .iter()
+        .filter(|w| w.chosen.is_ok() && !plan.referenced.contains(&w.policy.name))
+        .map(|w| w.policy.name.clone())
+        .collect()
 }
 
 /// [`run_once`] for async callers: runs on the blocking pool.
