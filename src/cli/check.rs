@@ -3,27 +3,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use capstan::config::Config;
-use capstan::policy;
-
-use super::EXIT_BAD_INPUT;
-
 pub fn run(config_path: &Path) -> ExitCode {
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    let policies = match policy::load_dir(config.policies_dir()) {
-        Ok(p) => p,
-        Err(e) => {
-            for err in e.errors() {
-                eprintln!("error: {err}");
-            }
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+    let (config, policies) = match super::load_config_and_policies(config_path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     println!(
         "{}: ok: repository {} (branch {}), {} policies, {} registries, {} targets, update mode {}",

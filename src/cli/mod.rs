@@ -113,3 +113,21 @@ fn init_logging(format: LogFormat) {
         builder.try_init()
     };
 }
+
+/// Loads the configuration and every policy it points to; on failure prints one
+/// `error:` line per problem and gives the bad-input exit code.
+pub(crate) fn load_config_and_policies(
+    path: &std::path::Path,
+) -> Result<(capstan::config::Config, Vec<capstan::policy::ImagePolicy>), ExitCode> {
+    let config = capstan::config::Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    })?;
+    let policies = capstan::policy::load_dir(config.policies_dir()).map_err(|e| {
+        for err in e.errors() {
+            eprintln!("error: {err}");
+        }
+        ExitCode::from(EXIT_BAD_INPUT)
+    })?;
+    Ok((config, policies))
+}

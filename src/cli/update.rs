@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use capstan::config::Config;
-use capstan::policy::{self, ImagePolicy};
+use capstan::policy::ImagePolicy;
 use capstan::registry::transport::ClientOptions;
 use capstan::registry::{ScanOptions, Scanner};
 use capstan::update::{self, Choices, Outcome, Report, Settings};
@@ -40,21 +40,9 @@ pub struct Args {
 
 pub fn run(args: &Args) -> ExitCode {
     debug_assert!(args.once);
-    let config = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    let policies = match policy::load_dir(config.policies_dir()) {
-        Ok(p) => p,
-        Err(e) => {
-            for err in e.errors() {
-                eprintln!("error: {err}");
-            }
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+    let (config, policies) = match super::load_config_and_policies(&args.config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     if let Some(dir) = &args.tags_dir
         && !dir.is_dir()
