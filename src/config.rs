@@ -32,6 +32,22 @@ pub struct Config {
     pub update: Update,
     #[serde(default)]
     pub targets: Vec<Target>,
+    /// Slack and webhook notifications.
+    #[serde(default)]
+    pub notifications: Vec<Notification>,
+}
+
+/// One notification sink (`notifications[]`). The URL is a secret and is
+/// read from the environment variable `urlEnv` at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Notification {
+    pub name: Spanned<String>,
+    pub kind: crate::notify::SinkKind,
+    pub url_env: Spanned<String>,
+    /// Subscribed events; absent: all of them.
+    #[serde(default)]
+    pub events: Option<Vec<crate::notify::EventKind>>,
 }
 
 /// The manifests repository: both loops meet here.
@@ -173,6 +189,78 @@ pub struct Update {
     /// a policy's image, without a marker comment.
     #[serde(default)]
     pub match_image_fields: bool,
+    /// `pull-request` mode: what the pull requests look like.
+    #[serde(default)]
+    pub pull_request: PullRequest,
+}
+
+/// `update.pullRequest`: templates and people of the pull requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PullRequest {
+    /// Placeholders: see [`PULL_REQUEST_PLACEHOLDERS`].
+    #[serde(default = "default_pr_title")]
+    pub title: Spanned<String>,
+    #[serde(default = "default_pr_body")]
+    pub body: Spanned<String>,
+    /// Forge logins asked for a review, besides the authors of the changelog.
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    /// Team slugs asked for a review.
+    #[serde(default)]
+    pub team_reviewers: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Merge when approved and the combined status is green.
+    #[serde(default)]
+    pub auto_merge: bool,
+}
+
+impl Default for PullRequest {
+    fn default() -> Self {
+        PullRequest {
+            title: default_pr_title(),
+            body: default_pr_body(),
+            reviewers: Vec::new(),
+            team_reviewers: Vec::new(),
+            labels: Vec::new(),
+            auto_merge: false,
+        }
+    }
+}
+
+/// Placeholders of `update.pullRequest.title` and `.body`.
+pub const PULL_REQUEST_PLACEHOLDERS: [&str; 12] = [
+    "summary",
+    "changes",
+    "policy",
+    "image",
+    "oldTag",
+    "newTag",
+    "digest",
+    "branch",
+    "base",
+    "files",
+    "changelog",
+    "patch",
+];
+
+/// The default branch template of `pull-request` mode.
+pub const DEFAULT_PR_BRANCH: &str = "capstan/{policy}";
+
+fn default_pr_title() -> Spanned<String> {
+    unspanned("chore(images): {summary}".to_string())
+}
+
+fn default_pr_body() -> Spanned<String> {
+    unspanned(
+        "Capstan updates `{image}` from `{oldTag}` to `{newTag}` (policy `{policy}`).\n\n\
+         Digest: {digest}\n\n\
+         ### Files changed\n\n{files}\n\n\
+         ### Changelog\n\n{changelog}\n\n\
+         <details><summary>JSON patch</summary>\n\n```json\n{patch}\n```\n\n</details>\n"
+            .to_string(),
+    )
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +323,7 @@ impl Default for Update {
             author: Author::default(),
             message_template: default_message_template(),
             match_image_fields: false,
+            pull_request: PullRequest::default(),
         }
     }
 }
@@ -306,6 +395,16 @@ impl Config {
     /// The folder of policies, resolved.
     pub fn policies_dir(&self) -> &Path {
         &self.policies
+    }
+
+    /// The base branch of `pull-request` mode: always `repository.branch`.
+    pub fn base_branch(&self) -> &str {
+        &self.repository.branch.value
+    }
+
+    /// The head branch template of `pull-request` mode.
+    pub fn pull_request_branch_template(&self) -> &str {
+        self.update.branch.as_deref().unwrap_or(DEFAULT_PR_BRANCH)
     }
 
     /// The branch the update loop pushes to in `push` mode.
@@ -413,7 +512,28 @@ impl Config {
         if let Err(why) = check_template(&template.value, &MESSAGE_PLACEHOLDERS) {
             return Err(err(template.referenced, "update.messageTemplate", why));
         }
+        let pr = &self.update.pull_request;
+        for (template, field) in [
+            (&pr.title, "update.pullRequest.title"),
+            (&pr.body, "update.pullRequest.body"),
+        ] {
+            if let Err(why) = check_template(&template.value, &PULL_REQUEST_PLACEHOLDERS) {
+                return Err(err(template.referenced, field, why));
+            }
+        }
         if self.update.mode.value == UpdateMode::PullRequest {
+            if let Some(branch) = &self.update.branch
+                && let Err(why) = check_branch_name(&branch.replace("{policy}", "p"))
+            {
+                return Err(err(self.update.mode.referenced, "update.branch", why));
+            }
+            if self.pull_request_branch_template().replace("{policy}", "") == repo.branch.value {
+                return Err(err(
+                    self.update.mode.referenced,
+                    "update.branch",
+                    "the pull request branch must differ from the base branch".into(),
+                ));
+            }
             if self.forge.kind == ForgeKind::None {
                 return Err(err(
                     self.update.mode.referenced,
@@ -449,6 +569,40 @@ impl Config {
                 "forge.apiUrl",
                 "a Gitea forge needs `apiUrl` (e.g. `https://gitea.example.com/api/v1`)".into(),
             ));
+        }
+
+        let mut sinks = HashSet::new();
+        for (i, n) in self.notifications.iter().enumerate() {
+            let name = &n.name.value;
+            if name.trim().is_empty() {
+                return Err(err(
+                    n.name.referenced,
+                    &format!("notifications[{i}].name"),
+                    "must not be empty".into(),
+                ));
+            }
+            if !sinks.insert(name.clone()) {
+                return Err(err(
+                    n.name.referenced,
+                    &format!("notifications[{i}].name"),
+                    format!("notification `{name}` is defined twice"),
+                ));
+            }
+            if !is_env_name(&n.url_env.value) {
+                return Err(err(
+                    n.url_env.referenced,
+                    &format!("notifications[{i}].urlEnv"),
+                    // The value is not echoed: it may be the secret URL itself.
+                    "must name an environment variable (letters, digits, `_`) that holds the URL; the URL itself does not belong in this file".into(),
+                ));
+            }
+            if n.events.as_ref().is_some_and(Vec::is_empty) {
+                return Err(err(
+                    n.name.referenced,
+                    &format!("notifications[{i}].events"),
+                    "must name at least one event (omit the key for all events)".into(),
+                ));
+            }
         }
 
         let mut names = HashSet::new();
@@ -553,8 +707,9 @@ fn is_local_path(url: &str) -> bool {
     }
 }
 
-/// `github.com/acme/fleet(.git)` from https, ssh or scp-like URLs.
-fn owner_repo_from_url(url: &str) -> Option<(String, String)> {
+/// `github.com/acme/fleet(.git)` from https, ssh or scp-like URLs (also
+/// used for an image's `org.opencontainers.image.source`).
+pub fn owner_repo_from_url(url: &str) -> Option<(String, String)> {
     let path = if let Some((_, rest)) = url.split_once("://") {
         rest.split_once('/')?.1
     } else {
@@ -601,6 +756,12 @@ fn check_repo_path(path: &str) -> Result<(), String> {
         return Err(format!("`{path}` must not leave the repository (`..`)"));
     }
     Ok(())
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn is_dns_label(name: &str) -> bool {
@@ -796,6 +957,60 @@ targets:
             let err = load(text).expect_err(text);
             assert_eq!(err.line, line, "{err}");
             assert_eq!(err.field.as_deref(), Some(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn notifications_parse_and_are_validated() {
+        let c = load(&format!(
+            "{MINIMAL}notifications:\n  - name: team\n    kind: slack\n    urlEnv: SLACK_URL\n    events: [tag-chosen, sync-failed]\n  - name: hook\n    kind: webhook\n    urlEnv: HOOK_URL\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.notifications.len(), 2);
+        assert_eq!(c.notifications[0].kind, crate::notify::SinkKind::Slack);
+        assert_eq!(
+            c.notifications[0].events.as_deref(),
+            Some(
+                &[
+                    crate::notify::EventKind::TagChosen,
+                    crate::notify::EventKind::SyncFailed
+                ][..]
+            )
+        );
+        assert!(c.notifications[1].events.is_none());
+        let cases = [
+            (
+                "notifications:\n  - name: a\n    kind: slack\n    urlEnv: https://hooks.slack.com/x\n",
+                6,
+                "notifications[0].urlEnv",
+            ),
+            (
+                "notifications:\n  - name: a\n    kind: slack\n    urlEnv: A\n  - name: a\n    kind: webhook\n    urlEnv: B\n",
+                7,
+                "notifications[1].name",
+            ),
+            (
+                "notifications:\n  - name: a\n    kind: slack\n    urlEnv: A\n    events: [tag-chosen, tag-choosen]\n",
+                7,
+                "notifications[0].events",
+            ),
+            (
+                "notifications:\n  - name: a\n    kind: teams\n    urlEnv: A\n",
+                5,
+                "notifications[0].kind",
+            ),
+            (
+                "notifications:\n  - name: a\n    kind: slack\n    url: A\n",
+                6,
+                "notifications[0].url",
+            ),
+        ];
+        for (tail, line, field) in cases {
+            let text = format!("{MINIMAL}{tail}");
+            let err = load(&text).expect_err(&text);
+            assert_eq!(err.line, line, "{err}");
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
+            assert!(!err.to_string().contains("hooks.slack.com"), "{err}");
         }
     }
 

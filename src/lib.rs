@@ -8,6 +8,7 @@ pub mod duration;
 pub mod forge;
 pub mod git;
 pub mod manifests;
+pub mod notify;
 pub mod policy;
 pub mod registry;
 pub mod sync;

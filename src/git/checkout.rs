@@ -178,6 +178,27 @@ impl Checkout {
         message: &str,
         author: &Signature<'_>,
     ) -> Result<Option<Oid>, Error> {
+        self.commit_to(paths, message, author, Some("HEAD"))
+    }
+
+    /// Like [`commit`](Self::commit), but no ref moves: the commit (child of
+    /// HEAD) is only in the object database, for [`push_head_branch`](Self::push_head_branch).
+    pub fn commit_detached(
+        &self,
+        paths: &[String],
+        message: &str,
+        author: &Signature<'_>,
+    ) -> Result<Option<Oid>, Error> {
+        self.commit_to(paths, message, author, None)
+    }
+
+    fn commit_to(
+        &self,
+        paths: &[String],
+        message: &str,
+        author: &Signature<'_>,
+        update_ref: Option<&str>,
+    ) -> Result<Option<Oid>, Error> {
         let mut index = self.repo.index().map_err(Error::git("open the index"))?;
         for p in paths {
             index
@@ -199,13 +220,91 @@ impl Checkout {
             .map_err(Error::git("find tree"))?;
         let oid = self
             .repo
-            .commit(Some("HEAD"), author, author, message, &tree, &[&parent])
+            .commit(update_ref, author, author, message, &tree, &[&parent])
             .map_err(Error::git("commit"))?;
         Ok(Some(oid))
     }
 
     /// Pushes the local branch to the remote branch, never forced.
     pub fn push(&self) -> Result<PushOutcome, Error> {
+        let refspec = format!("refs/heads/{0}:refs/heads/{0}", self.branch);
+        self.push_refspec(&refspec, &self.branch)
+    }
+
+    /// Fetches another branch of the remote (a pull request's head branch);
+    /// `None` when the remote has no such branch.
+    pub fn fetch_other(&self, branch: &str) -> Result<Option<Oid>, Error> {
+        let mut remote = self
+            .repo
+            .find_remote(REMOTE)
+            .map_err(Error::git("find remote"))?;
+        let tracking = format!("refs/remotes/{REMOTE}/{branch}");
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(self.auth.callbacks());
+        remote
+            .connect_auth(git2::Direction::Fetch, Some(self.auth.callbacks()), None)
+            .map_err(Error::git(format!("connect to {}", self.url)))?;
+        let wanted = format!("refs/heads/{branch}");
+        let exists = remote
+            .list()
+            .map_err(Error::git(format!("list the branches of {}", self.url)))?
+            .iter()
+            .any(|head| head.name() == wanted);
+        remote
+            .disconnect()
+            .map_err(Error::git(format!("disconnect from {}", self.url)))?;
+        if !exists {
+            if let Ok(mut stale) = self.repo.find_reference(&tracking) {
+                stale
+                    .delete()
+                    .map_err(Error::git(format!("delete stale {tracking}")))?;
+            }
+            return Ok(None);
+        }
+        let refspec = format!("+{wanted}:{tracking}");
+        remote
+            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .map_err(Error::git(format!("fetch {branch} from {}", self.url)))?;
+        match self.repo.refname_to_id(&tracking) {
+            Ok(oid) => Ok(Some(oid)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(Error::git(format!("read the fetched {branch}"))(e)),
+        }
+    }
+
+    /// Points the remote branch `head_branch` at `commit`, replacing whatever
+    /// it held (a pull request's head branch is Capstan's and recomputed from
+    /// the base every time). Refused for the checkout's own (base) branch:
+    /// the base is never force-pushed.
+    pub fn push_head_branch(&self, commit: Oid, head_branch: &str) -> Result<PushOutcome, Error> {
+        if head_branch == self.branch {
+            return Err(Error::Unsupported(format!(
+                "refusing to force-push `{head_branch}`: it is the base branch; a pull request's head branch must differ from its base"
+            )));
+        }
+        let local = format!("refs/heads/{head_branch}");
+        if !git2::Reference::is_valid_name(&local) {
+            return Err(Error::Unsupported(format!(
+                "`{head_branch}` is not a valid branch name"
+            )));
+        }
+        self.repo
+            .reference(&local, commit, true, "capstan: pull request head")
+            .map_err(Error::git(format!("point {local} at {commit}")))?;
+        let refspec = format!("+{local}:{local}");
+        self.push_refspec(&refspec, head_branch)
+    }
+
+    /// The tree and parents of a commit.
+    pub fn commit_shape(&self, oid: Oid) -> Result<(Oid, Vec<Oid>), Error> {
+        let commit = self
+            .repo
+            .find_commit(oid)
+            .map_err(Error::git(format!("find commit {oid}")))?;
+        Ok((commit.tree_id(), commit.parent_ids().collect()))
+    }
+
+    fn push_refspec(&self, refspec: &str, branch: &str) -> Result<PushOutcome, Error> {
         let mut remote = self
             .repo
             .find_remote(REMOTE)
@@ -221,8 +320,7 @@ impl Checkout {
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(callbacks);
-            let refspec = format!("refs/heads/{0}:refs/heads/{0}", self.branch);
-            remote.push(&[refspec.as_str()], Some(&mut options))
+            remote.push(&[refspec], Some(&mut options))
         };
         match result {
             Ok(()) => Ok(match rejected {
@@ -233,9 +331,7 @@ impl Checkout {
                 "not a fast-forward: {}",
                 e.message()
             ))),
-            Err(e) => Err(Error::git(format!("push {} to {}", self.branch, self.url))(
-                e,
-            )),
+            Err(e) => Err(Error::git(format!("push {branch} to {}", self.url))(e)),
         }
     }
 }

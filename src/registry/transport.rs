@@ -721,7 +721,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// System roots plus the registry's own CA file, on rustls with ring.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {

@@ -74,31 +74,46 @@ pub fn summary(plan: &Plan) -> String {
     }
 }
 
-/// Fills the template.
+/// Fills the commit message template.
 pub fn render(template: &str, plan: &Plan) -> String {
     let summary = summary(plan);
     let changes = change_lines(plan).join("\n");
-    let mut out = String::with_capacity(template.len() + changes.len() + summary.len());
+    fill(template, &[("summary", &summary), ("changes", &changes)])
+}
+
+/// Replaces each `{name}` of `values` in `template`; `{{` and `}}` are
+/// literal braces, unknown `{...}` stay as written (config validation
+/// rejects them before a template gets here).
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let extra: usize = values.iter().map(|(_, v)| v.len()).sum();
+    let mut out = String::with_capacity(template.len() + extra);
     let mut rest = template;
-    while let Some(i) = rest.find(['{', '}']) {
+    'scan: while let Some(i) = rest.find(['{', '}']) {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
         if let Some(after) = tail.strip_prefix("{{") {
             out.push('{');
             rest = after;
-        } else if let Some(after) = tail.strip_prefix("}}") {
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix("}}") {
             out.push('}');
             rest = after;
-        } else if let Some(after) = tail.strip_prefix("{summary}") {
-            out.push_str(&summary);
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("{changes}") {
-            out.push_str(&changes);
-            rest = after;
-        } else {
-            out.push_str(&tail[..1]);
-            rest = &tail[1..];
+            continue;
         }
+        for (name, value) in values {
+            if let Some(after) = tail
+                .strip_prefix('{')
+                .and_then(|t| t.strip_prefix(name))
+                .and_then(|t| t.strip_prefix('}'))
+            {
+                out.push_str(value);
+                rest = after;
+                continue 'scan;
+            }
+        }
+        out.push_str(&tail[..1]);
+        rest = &tail[1..];
     }
     out.push_str(rest);
     out

@@ -10,6 +10,7 @@
 
 pub mod from_registry;
 pub mod message;
+pub mod pr_branch;
 pub mod tags_dir;
 
 use std::convert::Infallible;
@@ -46,7 +47,8 @@ impl From<Vec<Wanted>> for Choices {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub url: String,
-    /// The branch written to (`update.branch`, else `repository.branch`).
+    /// The branch written to (`update.branch`, else `repository.branch`);
+    /// in `pull-request` mode the base branch (`repository.branch`).
     pub branch: String,
     pub checkout_dir: PathBuf,
     /// Folder of the repository searched for references (`update.path`).
@@ -75,9 +77,21 @@ pub enum Error {
     },
     #[error("the update task stopped: {0}")]
     Task(String),
+    #[error("push of `{branch}` was refused: {reason}")]
+    Rejected { branch: String, reason: String },
 }
 
 impl Settings {
+    /// Capstan's clone of the repository, on the configured branch.
+    pub fn checkout(&self) -> Result<Checkout, Error> {
+        Ok(Checkout::open_or_init(
+            &self.url,
+            &self.branch,
+            &self.checkout_dir,
+            self.auth.clone(),
+        )?)
+    }
+
     /// From a loaded configuration; `config_dir` anchors the default
     /// checkout folder (`.capstan/repo` beside the configuration file).
     pub fn from_config(
@@ -87,7 +101,7 @@ impl Settings {
     ) -> Result<Settings, Error> {
         if config.update.mode.value == UpdateMode::PullRequest && !dry_run {
             return Err(Error::Settings(
-                "update.mode `pull-request` is not implemented yet; use `push` or `--dry-run`"
+                "update.mode `pull-request` is not wired into `update --once` yet; use `push` or `--dry-run`"
                     .into(),
             ));
         }
@@ -101,7 +115,11 @@ impl Settings {
         let auth = Auth::from_config(config.repository.auth.as_ref().map(|a| &a.value))?;
         Ok(Settings {
             url: config.repository.url.value.clone(),
-            branch: config.push_branch().to_string(),
+            // `pull-request` mode: the base; the head branches come from the template.
+            branch: match config.update.mode.value {
+                UpdateMode::Push => config.push_branch().to_string(),
+                UpdateMode::PullRequest => config.base_branch().to_string(),
+            },
             checkout_dir: config
                 .repository
                 .checkout_dir
@@ -167,12 +185,7 @@ impl Report {
 /// Runs one pass (blocking: Git and file I/O).
 pub fn run_once(settings: &Settings, choices: &Choices) -> Result<Report, Error> {
     let wanted = choices.wanted.as_slice();
-    let checkout = Checkout::open_or_init(
-        &settings.url,
-        &settings.branch,
-        &settings.checkout_dir,
-        settings.auth.clone(),
-    )?;
+    let checkout = settings.checkout()?;
     let not_chosen = wanted
         .iter()
         .filter_map(|w| {
