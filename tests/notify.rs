@@ -4,6 +4,8 @@
 //! tracing output is captured to check retries, give-ups and that the webhook
 //! URL never appears in a log line.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -331,4 +333,105 @@ fn a_missing_url_variable_is_named_and_a_bad_url_is_not_echoed() {
         .to_string();
     assert!(err.contains("CAPSTAN_TEST_BAD_URL_7"), "{err}");
     assert!(!err.contains("s3cr3t"), "{err}");
+}
+
+/// `capstan update --once` (push mode, tags from files, a real bare
+/// repository): the generic webhook gets `tag-chosen` then `commit-pushed`,
+/// and the URL (from the environment) is nowhere in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_once_notifies_tag_chosen_and_commit_pushed() {
+    use support::git_repo::{BareRepo, policy_yaml};
+    let deployment = "kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n        - name: podinfo\n          image: ghcr.io/stefanprodan/podinfo:6.5.0 # {\"$imagepolicy\": \"podinfo\"}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let repo = BareRepo::create(
+        &dir.path().join("srv"),
+        "fleet.git",
+        &[("deploy/podinfo.yaml", deployment)],
+    );
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::create_dir_all(dir.path().join("tags")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/podinfo.yaml"),
+        policy_yaml("podinfo", "ghcr.io/stefanprodan/podinfo", ">=6.0.0 <7.0.0"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("tags/podinfo.txt"), "6.5.0\n6.5.1\n").unwrap();
+    std::fs::write(
+        dir.path().join("capstan.yaml"),
+        format!(
+            "repository:\n  url: {}\nnotifications:\n  - name: audit\n    kind: webhook\n    urlEnv: CAPSTAN_TEST_AUDIT_URL\n    events: [tag-chosen, commit-pushed]\n",
+            repo.path().display()
+        ),
+    )
+    .unwrap();
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/xyzzy-secret-hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(2)
+        .mount(&hook)
+        .await;
+    let url = format!("{}/hooks/xyzzy-secret-hook", hook.uri());
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            assert_cmd::Command::cargo_bin("capstan")
+                .unwrap()
+                .current_dir(&dir)
+                .args([
+                    "update",
+                    "--once",
+                    "-c",
+                    "capstan.yaml",
+                    "--tags-dir",
+                    "tags",
+                ])
+                .env("CAPSTAN_TEST_AUDIT_URL", url)
+                .env("CAPSTAN_LOG", "debug")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("notification delivered"), "{stderr}");
+    assert!(!stderr.contains("xyzzy-secret-hook"), "{stderr}");
+    hook.verify().await;
+    let commit = repo.head();
+    let mut bodies: Vec<Value> = hook
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    for body in &mut bodies {
+        let ts = body["timestamp"].as_str().unwrap().to_string();
+        assert!(ts.parse::<jiff::Timestamp>().is_ok(), "{ts}");
+        body["timestamp"] = json!("<now>");
+    }
+    let expected = |event: &str, commit: Value| {
+        json!({
+            "schemaVersion": 1,
+            "event": event,
+            "policy": "podinfo",
+            "target": null,
+            "image": "ghcr.io/stefanprodan/podinfo",
+            "oldTag": "6.5.0",
+            "newTag": "6.5.1",
+            "commit": commit,
+            "pullRequestUrl": null,
+            "message": "podinfo 6.5.0 → 6.5.1",
+            "timestamp": "<now>",
+        })
+    };
+    assert_eq!(
+        bodies,
+        vec![
+            expected("tag-chosen", Value::Null),
+            expected("commit-pushed", json!(commit)),
+        ]
+    );
 }

@@ -8,11 +8,17 @@
 //!
 //! Tags come from the registries (`registries:` settings), or with
 //! `--tags-dir` from files.
+//!
+//! Configured notifications (`tag-chosen`, `commit-pushed`) are sent before
+//! the command exits, waiting at most 30 seconds for them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use capstan::config::Config;
+use capstan::manifests::Plan;
+use capstan::notify::{self, Event, EventKind, Notifier};
 use capstan::policy::ImagePolicy;
 use capstan::registry::transport::ClientOptions;
 use capstan::registry::{ScanOptions, Scanner};
@@ -62,34 +68,82 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let choices = match &args.tags_dir {
-        Some(dir) => update::tags_dir::choose(dir, &policies),
-        None => match scan_registries(&config, &policies) {
-            Ok(c) => c,
-            Err(msg) => {
-                eprintln!("error: {msg}");
-                return ExitCode::from(EXIT_NOTHING);
-            }
-        },
+    let runtime = match super::registry::runtime() {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(EXIT_NOTHING);
+        }
     };
-    match update::run_once(&settings, &choices) {
-        Ok(report) => print_report(&report, args.output),
+    let _entered = runtime.enter();
+    let notifier = match notify::sinks_from_config(&config.notifications)
+        .map_err(notify::Error::from)
+        .and_then(|sinks| Notifier::start(sinks, notify::Options::default()))
+    {
+        Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(EXIT_NOTHING)
+            return ExitCode::from(EXIT_BAD_INPUT);
         }
-    }
+    };
+    let scanner = args.tags_dir.is_none().then(|| scanner(&config));
+    let choices = match (&args.tags_dir, &scanner) {
+        (Some(dir), _) => update::tags_dir::choose(dir, &policies),
+        (None, Some(scanner)) => {
+            runtime.block_on(update::from_registry::choose(scanner, &policies))
+        }
+        (None, None) => Choices::default(),
+    };
+    let code = {
+        match update::run_once(&settings, &choices) {
+            Ok(report) => {
+                if let Outcome::Pushed { commit, .. } = &report.outcome {
+                    for event in tag_events(&report.plan, &policies) {
+                        notifier.notify(event.clone().at(jiff::Timestamp::now()));
+                        let mut pushed = event;
+                        pushed.event = EventKind::CommitPushed;
+                        notifier.notify(pushed.commit(commit));
+                    }
+                }
+                print_report(&report, args.output)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_NOTHING)
+            }
+        }
+    };
+    runtime.block_on(notifier.shutdown(Duration::from_secs(30)));
+    code
 }
 
-/// Every policy's image, scanned in its registry (settings from `registries:`).
-fn scan_registries(config: &Config, policies: &[ImagePolicy]) -> Result<Choices, String> {
-    let runtime = super::registry::runtime()?;
-    let scanner = Scanner::from_config(
+/// Every policy's image is scanned in its registry (settings from `registries:`).
+fn scanner(config: &Config) -> Scanner {
+    Scanner::from_config(
         &config.registries,
         ClientOptions::default(),
         ScanOptions::default(),
-    );
-    Ok(runtime.block_on(update::from_registry::choose(&scanner, policies)))
+    )
+}
+
+/// `tag-chosen` per policy whose references change in the plan.
+fn tag_events(plan: &Plan, policies: &[ImagePolicy]) -> Vec<Event> {
+    let mut seen = std::collections::BTreeSet::new();
+    plan.changes()
+        .filter(|(_, c)| seen.insert(c.policy.clone()))
+        .map(|(_, c)| {
+            let image = policies
+                .iter()
+                .find(|p| p.name == c.policy)
+                .map_or("", |p| p.image.as_str());
+            Event::new(
+                EventKind::TagChosen,
+                format!("{} {} → {}", c.policy, c.from, c.to),
+            )
+            .policy(&c.policy)
+            .image(image, &c.from, &c.to)
+        })
+        .collect()
 }
 
 fn print_report(report: &Report, output: OutputFormat) -> ExitCode {
