@@ -407,6 +407,26 @@ impl Config {
         self.update.branch.as_deref().unwrap_or(DEFAULT_PR_BRANCH)
     }
 
+    /// The update loop's clone: `repository.checkoutDir`, else `.capstan/repo`
+    /// beside the configuration file (`config_dir`).
+    pub fn update_checkout_dir(&self, config_dir: &Path) -> PathBuf {
+        self.repository
+            .checkout_dir
+            .clone()
+            .unwrap_or_else(|| config_dir.join(".capstan").join("repo"))
+    }
+
+    /// The sync loop's clone, a sibling of the update loop's (`<dir>-sync`), so
+    /// neither loop resets the other's work tree.
+    pub fn sync_checkout_dir(&self, config_dir: &Path) -> PathBuf {
+        let update = self.update_checkout_dir(config_dir);
+        let name = update
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
+        update.with_file_name(format!("{name}-sync"))
+    }
+
     /// The branch the update loop pushes to in `push` mode.
     pub fn push_branch(&self) -> &str {
         self.update

@@ -177,3 +177,88 @@ async fn sync_once_applies_the_commit_and_reports_statuses_on_it() {
     );
     assert!(description.chars().count() <= 140);
 }
+
+/// The repository is fetched over smart HTTP into the sync loop's own clone; each
+/// pass applies the branch head as it is then, and reports on that commit.
+#[tokio::test]
+async fn sync_once_fetches_the_branch_over_http_and_follows_new_commits() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use support::git_http::GitHttpServer;
+    use support::git_repo::BareRepo;
+
+    let ns = TestNamespace::new("sync-fetch").await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/repos/acme/fleet/statuses/[0-9a-f]{40}$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})))
+        .mount(&server)
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let repo = BareRepo::create(
+        root.path(),
+        "fleet",
+        &[(
+            "app/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n",
+        )],
+    );
+    let http = GitHttpServer::start(root.path(), None);
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("capstan.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository: {{url: '{url}'}}\nforge: {{kind: github, apiUrl: '{api}', owner: acme, repo: fleet}}\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    healthTimeout: 30s\n",
+            url = http.url("fleet"),
+            api = server.uri(),
+            ns = ns.name,
+            kc = kubeconfig_path(),
+        ),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let sync = || capstan(vec!["sync".into(), "--once".into(), "-c".into(), cfg.clone()]);
+
+    let first = repo.head();
+    let out = sync().await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cms = ns.api::<ConfigMap>();
+    let cm = cms.get("settings").await.unwrap();
+    assert_eq!(cm.data.unwrap()["a"], "b");
+
+    // Someone leaves an edit in the clone: the next pass must not apply it.
+    let clone = work.path().join(".capstan/repo-sync");
+    std::fs::write(
+        clone.join("app/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: local}\n",
+    )
+    .unwrap();
+    let second = repo.human_commit(
+        "bump settings",
+        &[(
+            "app/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: c}\n",
+        )],
+    );
+    assert_ne!(first, second);
+    let out = sync().await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cm = cms.get("settings").await.unwrap();
+    assert_eq!(cm.data.unwrap()["a"], "c", "the fetched commit, not the local edit");
+
+    let sent: Vec<(String, String)> = statuses(&server)
+        .await
+        .into_iter()
+        .map(|(path, body)| (path, body["state"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let on = |sha: &str| format!("/repos/acme/fleet/statuses/{sha}");
+    assert_eq!(
+        sent,
+        vec![
+            (on(&first), "pending".to_string()),
+            (on(&first), "success".to_string()),
+            (on(&second), "pending".to_string()),
+            (on(&second), "success".to_string()),
+        ]
+    );
+}

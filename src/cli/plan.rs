@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use capstan::config::Config;
 use capstan::sync::engine::plan_target;
 use capstan::sync::plan::render_text;
-use capstan::sync::{SyncOptions, client::client_for};
+use capstan::sync::{SyncError, SyncOptions, client::client_for};
 
 use super::{EXIT_BAD_INPUT, EXIT_NOTHING, OutputFormat};
 
@@ -29,7 +29,8 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let (root, targets) = match super::sync::prepare(&config, Some(&args.target)) {
+    let (source, targets) = match super::sync::prepare(&config, &args.config, Some(&args.target))
+    {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
@@ -45,8 +46,10 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let revision = source.fetch_async().await.map_err(SyncError::Fetch)?;
+        eprintln!("planning {} at {}", args.target, revision.short());
         let client = client_for(target).await?;
-        plan_target(&client, &SyncOptions::from_target(target, &root)).await
+        plan_target(&client, &SyncOptions::from_target(target, &revision.root)).await
     });
     match result {
         Ok(entries) => {

@@ -1,15 +1,14 @@
 //! `capstan sync --once`: one sync pass per target, commit statuses around it.
 //!
-//! The repository is read from a local checkout (`repository.url` a local path or
-//! `file://` URL): fetching remote repositories belongs to the `git` module, which is
-//! not wired in yet.
+//! The branch is fetched into the sync loop's own clone first
+//! ([`capstan::sync::Source`]); statuses go to the commit that was fetched.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use capstan::config::{Config, ForgeKind, Target};
 use capstan::forge::{CommitState, CommitStatus, Forge, GitHub};
-use capstan::sync::{SyncOptions, client::client_for, sync_target};
+use capstan::sync::{Revision, Source, SyncOptions, client::client_for, sync_target};
 
 use tracing::Instrument;
 
@@ -35,7 +34,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let (root, targets) = match prepare(&config, args.target.as_deref()) {
+    let (source, targets) = match prepare(&config, &args.config, args.target.as_deref()) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
@@ -49,21 +48,29 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_NOTHING);
         }
     };
-    runtime.block_on(run_targets(&config, &root, &targets))
+    runtime.block_on(async {
+        let revision = match source.fetch_async().await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_NOTHING);
+            }
+        };
+        run_targets(&config, &revision, &targets).await
+    })
 }
 
-/// The local checkout and the selected targets.
+/// The repository as the sync loop reads it, and the selected targets.
 pub(crate) fn prepare<'a>(
     config: &'a Config,
+    config_path: &Path,
     only: Option<&str>,
-) -> Result<(PathBuf, Vec<&'a Target>), String> {
-    let url = &config.repository.url.value;
-    let root = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
-    if !root.is_dir() {
-        return Err(format!(
-            "repository.url {url:?} is not a local folder; syncing needs a local checkout until the git module is wired in"
-        ));
-    }
+) -> Result<(Source, Vec<&'a Target>), String> {
+    let config_dir = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let source = Source::from_config(config, config_dir).map_err(|e| e.to_string())?;
     let targets: Vec<&Target> = config
         .targets
         .iter()
@@ -75,21 +82,7 @@ pub(crate) fn prepare<'a>(
             None => "the configuration has no targets".into(),
         });
     }
-    Ok((root, targets))
-}
-
-/// The commit checked out at `root`, if it is a Git work tree.
-fn head_commit(root: &Path) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| s.len() == 40)
+    Ok((source, targets))
 }
 
 fn forge_for(config: &Config) -> Option<GitHub> {
@@ -129,13 +122,14 @@ async fn send(
     }
 }
 
-async fn run_targets(config: &Config, root: &Path, targets: &[&Target]) -> ExitCode {
-    let commit = head_commit(root);
+async fn run_targets(config: &Config, revision: &Revision, targets: &[&Target]) -> ExitCode {
+    let root = revision.root.as_path();
+    let commit = revision.commit.clone();
     let forge = forge_for(config);
     let mut code = ExitCode::SUCCESS;
     for target in targets {
         let name = &target.name.value;
-        let short = commit.as_deref().map(|c| &c[..7]).unwrap_or("working tree");
+        let short = revision.short();
         send(
             forge.as_ref(),
             commit.as_deref(),

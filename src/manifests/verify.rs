@@ -7,12 +7,18 @@
 //! copies it to. The patch applied to the original must give exactly the
 //! edited file's value; anything else (a broken structure, a changed
 //! neighbour, a number that became a string) refuses the file.
+//!
+//! Loading is the slow part of a fleet-wide pass, so an edited document is first
+//! compared event by event with its original: same events except the edited
+//! scalars, which read as the intended values, is already the proof. Only when
+//! that fails are both loaded and compared, to refuse with the exact place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{Patch, PatchOperation, ReplaceOperation, TestOperation};
 use serde_json::Value;
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 
 use super::edit::Edit;
 use super::yaml_index::YamlIndex;
@@ -94,7 +100,19 @@ pub fn verify(
         }
     }
 
+    // Edited scalars by their first byte in the original, with the values the
+    // parser must read there before and after.
+    let mut edited: HashMap<usize, (&Value, &Value)> = HashMap::new();
+    for change in changes {
+        if let Some(scalar) = index.scalars.get(change.scalar) {
+            edited.insert(scalar.span.start, (&change.old, &change.new));
+        }
+    }
+
     if original.starts_with('%') || original.contains("\n%") {
+        if same_events_except(original, updated, 0, &edited) {
+            return Ok(Patch(logged));
+        }
         // Directives: load and compare the whole stream.
         let mut ops: Vec<PatchOperation> = Vec::new();
         for (doc, (tests, _)) in &per_doc {
@@ -138,6 +156,9 @@ pub fn verify(
         else {
             return Err(fail("internal: document range out of bounds".into()));
         };
+        if same_events_except(before, after, range.start, &edited) {
+            continue;
+        }
         let expected: Value =
             serde_saphyr::from_str_with_options(before, load_options()).map_err(|e| {
                 fail(format!(
@@ -158,6 +179,66 @@ pub fn verify(
         compare(expected, actual, &ops, format!("/{vi}")).map_err(fail)?;
     }
     Ok(Patch(logged))
+}
+
+/// The fast proof: `before` and `after` give the same parser events (structure,
+/// keys, every other scalar with its style, anchors, tags, comments), except at
+/// the edited scalars (keyed by their first byte, `before` starting at byte
+/// `offset` of the file), which read as the intended old and new values. Then
+/// the loaded data differs exactly by the intended changes, without building
+/// it. `false` proves nothing: the caller loads both and compares, which also
+/// says where they differ.
+fn same_events_except(
+    before: &str,
+    after: &str,
+    offset: usize,
+    edited: &HashMap<usize, (&Value, &Value)>,
+) -> bool {
+    let mut old_events = Parser::new_from_str(before);
+    let mut new_events = Parser::new_from_str(after);
+    loop {
+        match (old_events.next(), new_events.next()) {
+            (None, None) => return true,
+            (Some(Ok((old, span))), Some(Ok((new, _)))) => {
+                let at = span.byte_range().map(|r| r.start + offset);
+                let intended = at.and_then(|at| edited.get(&at));
+                match (old, new, intended) {
+                    (
+                        Event::Scalar(old_text, old_style, old_anchor, old_tag),
+                        Event::Scalar(new_text, new_style, new_anchor, new_tag),
+                        Some((old_value, new_value)),
+                    ) => {
+                        let same_node = old_anchor == new_anchor
+                            && old_tag.is_none()
+                            && new_tag.is_none();
+                        if !same_node
+                            || read_as(&old_text, old_style).as_ref() != Some(*old_value)
+                            || read_as(&new_text, new_style).as_ref() != Some(*new_value)
+                        {
+                            return false;
+                        }
+                    }
+                    (old, new, _) => {
+                        if old != new {
+                            return false;
+                        }
+                    }
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// The value a scalar without a tag loads as (`None`: not decided here).
+fn read_as(text: &str, style: ScalarStyle) -> Option<Value> {
+    match style {
+        ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+            Some(Value::String(text.to_string()))
+        }
+        ScalarStyle::Plain => super::edit::resolve_plain(text),
+        _ => None,
+    }
 }
 
 fn load_all(text: &str) -> Result<Vec<Value>, String> {
@@ -408,6 +489,30 @@ mod tests {
         )
         .expect("verified");
         assert_eq!(patch.0.len(), 4);
+    }
+
+    #[test]
+    fn the_event_comparison_proves_only_the_intended_change() {
+        let original = "a: x:1 # note\nb: [2, 'q']\n";
+        let old = json!("x:1");
+        let new = json!("x:2");
+        let edited: HashMap<usize, (&Value, &Value)> = [(3, (&old, &new))].into();
+        let same = |after: &str| same_events_except(original, after, 0, &edited);
+        assert!(same("a: x:2 # note\nb: [2, 'q']\n"));
+        assert!(same("a: 'x:2' # note\nb: [2, 'q']\n"), "quoting keeps a string");
+        assert!(!same("a: x:3 # note\nb: [2, 'q']\n"), "not the intended value");
+        assert!(!same("a: x:2 # note\nb: [2, q]\n"), "a neighbour's style");
+        assert!(!same("a: x:2 # note\nb: [2, 'q', 3]\n"), "structure");
+        assert!(!same("a: x:2 # changed\nb: [2, 'q']\n"), "a comment");
+        assert!(!same("a: x:2\nb: [2, 'q'\n"), "does not parse");
+        let one = json!(1);
+        let two = json!("2");
+        let number: HashMap<usize, (&Value, &Value)> = [(3, (&one, &two))].into();
+        assert!(
+            !same_events_except("a: 1\n", "a: 2\n", 0, &number),
+            "a number is not the intended string"
+        );
+        assert!(same_events_except("a: 1\n", "a: '2'\n", 0, &number));
     }
 
     #[test]

@@ -114,46 +114,32 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
             &mut applied_ids,
         )
         .await;
-        let samples = match applied {
-            Ok(samples) => samples,
+        // The inventory is stored once, whatever happened: what was applied stays
+        // tracked (also after a failure), and what could not be pruned stays too.
+        let (next, outcome) = match applied {
             Err(e) => {
-                // Whatever was applied stays applied and stays tracked.
                 let mut next = previous.clone();
                 next.extend(applied_ids);
-                inventory::store(
-                    client,
-                    &opts.namespace,
-                    &opts.target,
-                    &previous,
-                    &next,
-                    &writes,
-                )
-                .await?;
-                return Err(e);
+                (next, Err(e))
+            }
+            Ok(samples) => {
+                let desired_ids: Inventory = desired.iter().map(|o| o.id.clone()).collect();
+                let mut next = desired_ids.clone();
+                let mut outcome = Ok(samples);
+                if opts.prune {
+                    let candidates = prune::candidates(&previous, &desired_ids, &catalog);
+                    match prune::prune(client, &opts.target, &candidates, &catalog, &writes).await
+                    {
+                        Ok(result) => report.pruned = result,
+                        Err(e) => {
+                            next.extend(candidates);
+                            outcome = Err(e);
+                        }
+                    }
+                }
+                (next, outcome)
             }
         };
-
-        let desired_ids: Inventory = desired.iter().map(|o| o.id.clone()).collect();
-        let mut next = desired_ids.clone();
-        if opts.prune {
-            let candidates = prune::candidates(&previous, &desired_ids, &catalog);
-            match prune::prune(client, &opts.target, &candidates, &catalog, &writes).await {
-                Ok(result) => report.pruned = result,
-                Err(e) => {
-                    next.extend(candidates);
-                    inventory::store(
-                        client,
-                        &opts.namespace,
-                        &opts.target,
-                        &previous,
-                        &next,
-                        &writes,
-                    )
-                    .await?;
-                    return Err(e);
-                }
-            }
-        }
         inventory::store(
             client,
             &opts.namespace,
@@ -163,6 +149,7 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
             &writes,
         )
         .await?;
+        let samples = outcome?;
 
         let by_id: HashMap<_, _> = desired.iter().map(|o| (o.id.clone(), o)).collect();
         wait_healthy(client, &by_id, samples, deadline).await?;

@@ -1,6 +1,7 @@
 //! The sync loop's library: make a cluster equal to a folder of the manifests repo.
 //!
-//! One pass, top to bottom (`engine::sync_target`): **render** the folder into objects
+//! A pass reads one commit of the repository, fetched into the sync loop's own clone
+//! (`source`). One pass, top to bottom (`engine::sync_target`): **render** the folder into objects
 //! (`render`), **resolve** their kinds and default namespaces through discovery
 //! (`resolve`), **plan** against the live state with server-side apply dry-runs
 //! (`plan`), **apply** in order — CRDs, Namespaces, other cluster-scoped, namespaced,
@@ -21,11 +22,13 @@ pub mod plan;
 pub mod prune;
 pub mod render;
 pub mod resolve;
+pub mod source;
 
 use std::path::PathBuf;
 
 pub use engine::{SyncOptions, SyncReport, sync_target};
 pub use object::{DesiredObject, ObjectId};
+pub use source::{Revision, Source};
 
 /// The field manager of every write Capstan makes.
 pub const FIELD_MANAGER: &str = "capstan";
@@ -68,6 +71,8 @@ pub enum SyncError {
     Prune { object: String, message: String },
     #[error("{0}")]
     Unhealthy(String),
+    #[error("fetch the repository: {0}")]
+    Fetch(#[from] crate::git::Error),
     #[error("kubernetes client: {0}")]
     Client(String),
     #[error("kubernetes: {context}: {source}")]

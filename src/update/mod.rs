@@ -120,11 +120,7 @@ impl Settings {
                 UpdateMode::Push => config.push_branch().to_string(),
                 UpdateMode::PullRequest => config.base_branch().to_string(),
             },
-            checkout_dir: config
-                .repository
-                .checkout_dir
-                .clone()
-                .unwrap_or_else(|| config_dir.join(".capstan").join("repo")),
+            checkout_dir: config.update_checkout_dir(config_dir),
             path,
             auth,
             author_name: config.update.author.name.clone(),
