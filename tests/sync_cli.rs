@@ -217,11 +217,22 @@ async fn sync_once_fetches_the_branch_over_http_and_follows_new_commits() {
     )
     .unwrap();
     let cfg = config.display().to_string();
-    let sync = || capstan(vec!["sync".into(), "--once".into(), "-c".into(), cfg.clone()]);
+    let sync = || {
+        capstan(vec![
+            "sync".into(),
+            "--once".into(),
+            "-c".into(),
+            cfg.clone(),
+        ])
+    };
 
     let first = repo.head();
     let out = sync().await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cms = ns.api::<ConfigMap>();
     let cm = cms.get("settings").await.unwrap();
     assert_eq!(cm.data.unwrap()["a"], "b");
@@ -242,9 +253,17 @@ async fn sync_once_fetches_the_branch_over_http_and_follows_new_commits() {
     );
     assert_ne!(first, second);
     let out = sync().await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cm = cms.get("settings").await.unwrap();
-    assert_eq!(cm.data.unwrap()["a"], "c", "the fetched commit, not the local edit");
+    assert_eq!(
+        cm.data.unwrap()["a"],
+        "c",
+        "the fetched commit, not the local edit"
+    );
 
     let sent: Vec<(String, String)> = statuses(&server)
         .await

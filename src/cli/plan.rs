@@ -29,8 +29,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let (source, targets) = match super::sync::prepare(&config, &args.config, Some(&args.target))
-    {
+    let (source, targets) = match super::sync::prepare(&config, &args.config, Some(&args.target)) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");

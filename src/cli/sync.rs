@@ -170,7 +170,7 @@ async fn run_targets(config: &Config, revision: &Revision, targets: &[&Target]) 
                     CommitState::Failure
                 };
                 // Paths relative to the repository read better in a 140-character status.
-                let text = e.to_string().replace(&format!("{}/", root.display()), "");
+                let text = relative_to(root, &e.to_string());
                 send(forge.as_ref(), commit.as_deref(), target, state, &text).await;
                 code = ExitCode::from(if e.is_bad_input() {
                     EXIT_BAD_INPUT
@@ -181,4 +181,11 @@ async fn run_targets(config: &Config, revision: &Revision, targets: &[&Target]) 
         }
     }
     code
+}
+
+/// `text` with the clone's path taken out of file names, so they read as paths in
+/// the repository (and fit a 140-character status).
+fn relative_to(root: &Path, text: &str) -> String {
+    let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
+    text.replace(&prefix, "")
 }

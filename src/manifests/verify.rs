@@ -208,9 +208,8 @@ fn same_events_except(
                         Event::Scalar(new_text, new_style, new_anchor, new_tag),
                         Some((old_value, new_value)),
                     ) => {
-                        let same_node = old_anchor == new_anchor
-                            && old_tag.is_none()
-                            && new_tag.is_none();
+                        let same_node =
+                            old_anchor == new_anchor && old_tag.is_none() && new_tag.is_none();
                         if !same_node
                             || read_as(&old_text, old_style).as_ref() != Some(*old_value)
                             || read_as(&new_text, new_style).as_ref() != Some(*new_value)
@@ -499,8 +498,14 @@ mod tests {
         let edited: HashMap<usize, (&Value, &Value)> = [(3, (&old, &new))].into();
         let same = |after: &str| same_events_except(original, after, 0, &edited);
         assert!(same("a: x:2 # note\nb: [2, 'q']\n"));
-        assert!(same("a: 'x:2' # note\nb: [2, 'q']\n"), "quoting keeps a string");
-        assert!(!same("a: x:3 # note\nb: [2, 'q']\n"), "not the intended value");
+        assert!(
+            same("a: 'x:2' # note\nb: [2, 'q']\n"),
+            "quoting keeps a string"
+        );
+        assert!(
+            !same("a: x:3 # note\nb: [2, 'q']\n"),
+            "not the intended value"
+        );
         assert!(!same("a: x:2 # note\nb: [2, q]\n"), "a neighbour's style");
         assert!(!same("a: x:2 # note\nb: [2, 'q', 3]\n"), "structure");
         assert!(!same("a: x:2 # changed\nb: [2, 'q']\n"), "a comment");

@@ -128,8 +128,7 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
                 let mut outcome = Ok(samples);
                 if opts.prune {
                     let candidates = prune::candidates(&previous, &desired_ids, &catalog);
-                    match prune::prune(client, &opts.target, &candidates, &catalog, &writes).await
-                    {
+                    match prune::prune(client, &opts.target, &candidates, &catalog, &writes).await {
                         Ok(result) => report.pruned = result,
                         Err(e) => {
                             next.extend(candidates);

@@ -45,6 +45,9 @@ pub const PRUNE_ANNOTATION: &str = "capstan.dev/prune";
 pub enum SyncError {
     #[error("{}: {message}", file.display())]
     Render { file: PathBuf, message: String },
+    /// A manifest that does not parse: file, line, column.
+    #[error("{0}")]
+    Source(#[from] crate::yaml_file::SourceError),
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
     #[error("{origin}: {object}: {message}")]
@@ -89,6 +92,7 @@ impl SyncError {
         matches!(
             self,
             SyncError::Render { .. }
+                | SyncError::Source(_)
                 | SyncError::Invalid { .. }
                 | SyncError::Object { .. }
                 | SyncError::Duplicate { .. }

@@ -125,11 +125,7 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SyncErro
 
 /// Parses a multi-document YAML stream into manifests; `file` names it in errors.
 pub fn parse_stream(file: &Path, text: &str) -> Result<Vec<Manifest>, SyncError> {
-    let docs: Vec<Value> =
-        yaml_file::parse_documents(file, text).map_err(|e| SyncError::Render {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let docs: Vec<Value> = yaml_file::parse_documents(file, text).map_err(SyncError::Source)?;
     let numbers = document_numbers(text);
     let mut out = Vec::new();
     for (i, object) in docs.into_iter().enumerate() {
