@@ -281,6 +281,38 @@ fn race_b_two_writers_make_exactly_one_commit() {
     assert_eq!(env.capstan_commits(), 1, "{:?}", env.repo.log());
 }
 
+/// Two processes configured with the same checkout folder (a daemon and a manual
+/// `update --once`): the second waits for the first instead of resetting its clone
+/// mid-pass, then finds nothing left to do.
+#[test]
+fn two_writers_on_one_checkout_folder_take_turns() {
+    let env = env();
+    let settings = env.settings("shared");
+    let second = settings.clone();
+    let wanted = env.wanted("6.5.1");
+    let (tx, rx) = std::sync::mpsc::channel();
+    env.server.on_next(Trigger::PushPost, move || {
+        // The first writer holds the folder while its push is in flight.
+        std::thread::spawn(move || {
+            tx.send(update::run_once(&second, &wanted).map(|r| r.outcome))
+                .expect("send");
+        });
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let a = update::run_once(&settings, &env.wanted("6.5.1")).expect("writer A runs");
+    let b = rx
+        .recv_timeout(Duration::from_secs(90))
+        .expect("writer B finished")
+        .expect("writer B waited for the folder, then ran");
+    assert!(
+        matches!(a.outcome, Outcome::Pushed { attempts: 1, .. }),
+        "{:?}",
+        a.outcome
+    );
+    assert!(matches!(b, Outcome::Unchanged { .. }), "{b:?}");
+    assert_eq!(env.capstan_commits(), 1, "{:?}", env.repo.log());
+}
+
 #[test]
 fn race_c_branch_already_has_the_tag() {
     let env = env();

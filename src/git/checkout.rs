@@ -13,6 +13,7 @@ use git2::{
     ErrorCode, FetchOptions, FetchPrune, Oid, PushOptions, Repository, ResetType, Signature,
 };
 
+use super::lock::{self, FolderLock};
 use super::{Auth, Error};
 
 const MANAGED_KEY: &str = "capstan.managed";
@@ -32,6 +33,8 @@ pub struct Checkout {
     url: String,
     branch: String,
     auth: Auth,
+    /// Held as long as this clone is open (see [`super::lock`]).
+    _lock: FolderLock,
 }
 
 impl std::fmt::Debug for Checkout {
@@ -80,6 +83,7 @@ impl Checkout {
                 .map_err(Error::git("mark the checkout as capstan's"))?;
             repo
         };
+        let lock = FolderLock::acquire(repo.path(), lock::WAIT)?;
         match repo.find_remote(REMOTE) {
             Ok(remote) if remote.url().ok() == Some(url) => {}
             Ok(_) => repo
@@ -95,6 +99,7 @@ impl Checkout {
             url: url.to_string(),
             branch: branch.to_string(),
             auth,
+            _lock: lock,
         })
     }
 

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod checkout;
+pub mod lock;
 pub mod writeback;
 
 use std::path::PathBuf;
@@ -45,6 +46,12 @@ pub enum Error {
         "{0} is a Git repository that capstan did not create; capstan resets its checkout folder, so point `repository.checkoutDir` at a folder of its own"
     )]
     NotOurs(PathBuf),
+    #[error(
+        "{} is in use by {holder} (another capstan on the same checkout folder); waited {}s",
+        path.display(),
+        lock::WAIT.as_secs()
+    )]
+    Busy { path: PathBuf, holder: String },
     #[error("{0} exists and is not an empty folder or a capstan checkout")]
     NotEmpty(PathBuf),
     #[error("{path}: {source}")]
