@@ -2,7 +2,8 @@
 //! started by `scripts/gitea-env up`. They exercise what Capstan's Gitea forge relies on,
 //! through Gitea's REST API and the `git` command line, independently of src/forge:
 //! create a repository, push over Git smart HTTP with the API token, set and read a commit
-//! status, open and list a pull request; and that bad credentials are refused.
+//! status, open and list a pull request; that bad credentials are refused; and that push
+//! webhooks reach a receiver on loopback, signed like GitHub's.
 //!
 //! The forge comes from `CAPSTAN_TEST_GITEA_URL` and `CAPSTAN_TEST_GITEA_TOKEN`
 //! (scripts/test exports both). Without them the tests fail; they are never skipped.
@@ -240,6 +241,17 @@ fn commit_file(dir: &Path, file: &str, text: &str, message: &str) -> String {
     git(dir, &["rev-parse", "HEAD"]).trim().to_owned()
 }
 
+/// A local repository with one commit of `file`, whose `origin` is `repo`; returns it and
+/// the commit id.
+fn local_repo(repo: &RepoGuard<'_>, file: &str, text: &str) -> (tempfile::TempDir, String) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    let sha = commit_file(dir, file, text, "initial manifests");
+    git(dir, &["remote", "add", "origin", &repo.clone_url]);
+    (work, sha)
+}
+
 #[tokio::test]
 async fn repo_push_status_and_pull_request() {
     let gitea = gitea();
@@ -248,16 +260,8 @@ async fn repo_push_status_and_pull_request() {
     let auth = git_auth(&login, &gitea.token);
 
     // Push main over smart HTTP with the token.
-    let work = tempfile::tempdir().expect("tempdir");
+    let (work, base) = local_repo(&repo, "app.yaml", "image: ghcr.io/acme/app:1.0.0\n");
     let dir = work.path();
-    git(dir, &["init", "-q", "-b", "main"]);
-    let base = commit_file(
-        dir,
-        "app.yaml",
-        "image: ghcr.io/acme/app:1.0.0\n",
-        "initial manifests",
-    );
-    git(dir, &["remote", "add", "origin", &repo.clone_url]);
     assert_git_ok(
         &git_net(dir, &["-c", &auth, "push", "-q", "origin", "main"]),
         "push main",
@@ -397,11 +401,8 @@ async fn bad_credentials_are_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 
     // A push without credentials, and one with a wrong token, are refused by the Git side.
-    let work = tempfile::tempdir().expect("tempdir");
+    let (work, _) = local_repo(&repo, "a.txt", "a\n");
     let dir = work.path();
-    git(dir, &["init", "-q", "-b", "main"]);
-    commit_file(dir, "a.txt", "a\n", "a");
-    git(dir, &["remote", "add", "origin", &repo.clone_url]);
     let anonymous = git_net(dir, &["push", "-q", "origin", "main"]);
     assert!(!anonymous.status.success(), "anonymous push was accepted");
     let wrong = git_auth(&repo.owner, "wrong");
@@ -431,6 +432,125 @@ async fn bad_credentials_are_refused() {
         .api(Method::GET, &repo.path("/branches/main"), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    repo.delete().await;
+}
+
+/// One HTTP request as a webhook receiver sees it.
+struct Delivery {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Delivery {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Accepts one connection on `listener`, reads one request (Content-Length body) and
+/// answers 200.
+async fn receive_one(listener: &tokio::net::TcpListener) -> Delivery {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut conn, _) = listener.accept().await.expect("accept");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = conn.read(&mut chunk).await.expect("read request");
+        assert!(n > 0, "connection closed before the end of the headers");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse().expect("Content-Length"))
+        .expect("webhook without Content-Length");
+    while buf.len() < head_end + len {
+        let n = conn.read(&mut chunk).await.expect("read body");
+        assert!(n > 0, "connection closed before the end of the body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("answer");
+    Delivery {
+        headers,
+        body: buf[head_end..head_end + len].to_vec(),
+    }
+}
+
+/// Gitea delivers push webhooks to a receiver on loopback (`ALLOWED_HOST_LIST = loopback`
+/// in scripts/gitea-env), signed the way GitHub signs them (`X-Hub-Signature-256`).
+#[tokio::test]
+async fn push_webhook_reaches_loopback() {
+    let gitea = gitea();
+    let repo = gitea.create_repo("smoke-hook").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let port = listener.local_addr().expect("local addr").port();
+    let secret = "hook-secret";
+    gitea
+        .expect(
+            StatusCode::CREATED,
+            Method::POST,
+            &repo.path("/hooks"),
+            Some(json!({
+                "type": "gitea",
+                "active": true,
+                "events": ["push"],
+                "config": {
+                    "url": format!("http://127.0.0.1:{port}/hooks/gitea"),
+                    "content_type": "json",
+                    "secret": secret,
+                },
+            })),
+        )
+        .await;
+
+    let (work, sha) = local_repo(&repo, "app.yaml", "image: ghcr.io/acme/app:2.0.0\n");
+    let dir = work.path();
+    let auth = git_auth(&repo.owner, &gitea.token);
+    assert_git_ok(
+        &git_net(dir, &["-c", &auth, "push", "-q", "origin", "main"]),
+        "push main",
+    );
+
+    let delivery = tokio::time::timeout(Duration::from_secs(60), receive_one(&listener))
+        .await
+        .expect("no webhook delivery within 60 s");
+    assert_eq!(delivery.header("X-Gitea-Event"), Some("push"));
+    assert_eq!(delivery.header("X-GitHub-Event"), Some("push"));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let want: String = ring::hmac::sign(&key, &delivery.body)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        delivery.header("X-Hub-Signature-256"),
+        Some(format!("sha256={want}").as_str())
+    );
+    let payload: Value = serde_json::from_slice(&delivery.body).expect("JSON payload");
+    assert_eq!(payload["ref"], "refs/heads/main", "{payload}");
+    assert_eq!(payload["after"], sha.as_str(), "{payload}");
+    assert_eq!(
+        payload["repository"]["full_name"],
+        format!("{}/{}", repo.owner, repo.name)
+    );
 
     repo.delete().await;
 }
