@@ -112,6 +112,13 @@ pub struct Forge {
     pub owner: Option<String>,
     #[serde(default)]
     pub repo: Option<String>,
+    /// Environment variable holding the API token; default `GITHUB_TOKEN` or
+    /// `GITEA_TOKEN` (after `repository.auth.tokenEnv`).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Authenticate as a GitHub App installation instead of with a token.
+    #[serde(default)]
+    pub github_app: Option<Spanned<GitHubApp>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -583,6 +590,38 @@ impl Config {
                 "cannot derive owner/repo from `repository.url`: set `forge.owner` and `forge.repo`".into(),
             ));
         }
+        if let Some(app) = &self.forge.github_app {
+            if self.forge.kind != ForgeKind::Github {
+                return Err(err(
+                    app.referenced,
+                    "forge.githubApp",
+                    "a GitHub App needs `forge.kind: github`".into(),
+                ));
+            }
+            if app.value.app_id == 0 || app.value.installation_id == 0 {
+                return Err(err(
+                    app.referenced,
+                    "forge.githubApp",
+                    "`appId` and `installationId` must be the App's numbers (see the App's settings page and its installation URL)".into(),
+                ));
+            }
+            if self.forge.token_env.is_some() {
+                return Err(err(
+                    app.referenced,
+                    "forge.githubApp",
+                    "set either `tokenEnv` or `githubApp`, not both".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.forge.api_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(err(
+                repo.url.referenced,
+                "forge.apiUrl",
+                format!("`{url}` must start with https:// (or http://)"),
+            ));
+        }
         if self.forge.kind == ForgeKind::Gitea && self.forge.api_url.is_none() {
             return Err(err(
                 repo.url.referenced,
@@ -682,6 +721,9 @@ impl Config {
             if let Some(app) = &mut auth.value.github_app {
                 resolve(&mut app.private_key_file);
             }
+        }
+        if let Some(app) = &mut self.forge.github_app {
+            resolve(&mut app.value.private_key_file);
         }
         if is_local_path(&self.repository.url.value) {
             let mut p = PathBuf::from(&self.repository.url.value);
@@ -1031,6 +1073,45 @@ targets:
             assert_eq!(err.line, line, "{err}");
             assert_eq!(err.field.as_deref(), Some(field), "{err}");
             assert!(!err.to_string().contains("hooks.slack.com"), "{err}");
+        }
+    }
+
+    #[test]
+    fn forge_github_app_parses_resolves_and_is_checked() {
+        let c = load(&format!(
+            "{MINIMAL}forge:\n  kind: github\n  githubApp:\n    appId: 12\n    installationId: 34\n    privateKeyFile: keys/app.pem\n"
+        ))
+        .expect("valid");
+        let app = &c.forge.github_app.as_ref().expect("app").value;
+        assert_eq!((app.app_id, app.installation_id), (12, 34));
+        assert!(app.private_key_file.is_absolute());
+        let cases = [
+            (
+                "forge:\n  kind: gitea\n  apiUrl: https://g/api/v1\n  githubApp:\n    appId: 1\n    installationId: 2\n    privateKeyFile: k\n",
+                7,
+                "forge.githubApp",
+            ),
+            (
+                "forge:\n  kind: github\n  tokenEnv: T\n  githubApp:\n    appId: 1\n    installationId: 2\n    privateKeyFile: k\n",
+                7,
+                "forge.githubApp",
+            ),
+            (
+                "forge:\n  kind: github\n  githubApp:\n    appId: 1\n    installationId: 2\n    privateKey: k\n",
+                8,
+                "forge.githubApp.privateKey",
+            ),
+            (
+                "forge:\n  kind: github\n  apiUrl: ghe.example.com\n",
+                2,
+                "forge.apiUrl",
+            ),
+        ];
+        for (forge, line, field) in cases {
+            let text = format!("{MINIMAL}{forge}");
+            let err = load(&text).expect_err(&text);
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
+            assert_eq!(err.line, line, "{err}");
         }
     }
 
