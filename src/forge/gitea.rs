@@ -147,14 +147,26 @@ impl Gitea {
         if status.is_success() {
             return Ok((status, body.to_vec()));
         }
-        Err(classify(
+        let error = classify(
             call.operation,
             call.not_found,
             status,
             &headers,
             &body,
             self.clock.now(),
-        ))
+        );
+        // Gitea answers a merge while it is still checking the pull request (or
+        // merging another one) with 405 "Please try again later": transient.
+        if status == StatusCode::METHOD_NOT_ALLOWED
+            && String::from_utf8_lossy(&body).contains("try again later")
+        {
+            return Err(ForgeError::Server {
+                operation: call.operation.to_string(),
+                status: status.as_u16(),
+                message: "Please try again later".into(),
+            });
+        }
+        Err(error)
     }
 
     async fn send_json<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T, ForgeError> {
