@@ -87,6 +87,17 @@ pub struct GitHubApp {
     pub app_id: u64,
     pub installation_id: u64,
     pub private_key_file: PathBuf,
+    /// `forge.githubApp` only: also publish each installation token in a Secret.
+    #[serde(default)]
+    pub token_secret: Option<TokenSecret>,
+}
+
+/// A Kubernetes Secret `<name>-<installationId>` holding the installation token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenSecret {
+    pub namespace: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -605,6 +616,15 @@ impl Config {
                     "`appId` and `installationId` must be the App's numbers (see the App's settings page and its installation URL)".into(),
                 ));
             }
+            if let Some(ts) = &app.value.token_secret
+                && (!is_dns_label(&ts.namespace) || !is_dns_label(&ts.name) || ts.name.len() > 40)
+            {
+                return Err(err(
+                    app.referenced,
+                    "forge.githubApp.tokenSecret",
+                    "`namespace` and `name` must be DNS labels (lowercase letters, digits, `-`; `name` at most 40 characters, the installation id is appended)".into(),
+                ));
+            }
             if self.forge.token_env.is_some() {
                 return Err(err(
                     app.referenced,
@@ -1085,6 +1105,7 @@ targets:
         let app = &c.forge.github_app.as_ref().expect("app").value;
         assert_eq!((app.app_id, app.installation_id), (12, 34));
         assert!(app.private_key_file.is_absolute());
+        assert!(app.token_secret.is_none());
         let cases = [
             (
                 "forge:\n  kind: gitea\n  apiUrl: https://g/api/v1\n  githubApp:\n    appId: 1\n    installationId: 2\n    privateKeyFile: k\n",
@@ -1105,6 +1126,11 @@ targets:
                 "forge:\n  kind: github\n  apiUrl: ghe.example.com\n",
                 2,
                 "forge.apiUrl",
+            ),
+            (
+                "forge:\n  kind: github\n  githubApp:\n    appId: 1\n    installationId: 2\n    privateKeyFile: k\n    tokenSecret: { namespace: Ci, name: gh }\n",
+                6,
+                "forge.githubApp.tokenSecret",
             ),
         ];
         for (forge, line, field) in cases {

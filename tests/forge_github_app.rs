@@ -6,14 +6,13 @@
 
 mod forge_support;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use capstan::forge::github_app::{InstallationChange, apply_installation_event};
 use capstan::forge::{AppTokenProvider, Forge, ForgeError, GitHub, InstallationEvent, ManualClock};
-use forge_support::{github_fixture as fixture, quick_retry};
+use forge_support::{github_fixture as fixture, keys, quick_retry};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -24,26 +23,6 @@ const INSTALLATION: u64 = 39593433;
 const ISSUED: &str = "2016-07-11T21:14:10Z";
 const FIRST_TOKEN: &str = "ghs_16C7e42F292c6912E7710c838347Ae178B4a";
 const SECOND_TOKEN: &str = "ghs_2ndtokenAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-
-struct KeyPair {
-    private_pem: String,
-    public_pem: String,
-}
-
-/// An RSA key pair made once per test run (never committed).
-fn keys() -> &'static KeyPair {
-    static KEYS: OnceLock<KeyPair> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("keygen");
-        KeyPair {
-            private_pem: key.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string(),
-            public_pem: key
-                .to_public_key()
-                .to_public_key_pem(LineEnding::LF)
-                .expect("pem"),
-        }
-    })
-}
 
 fn at(ts: &str) -> SystemTime {
     SystemTime::from(ts.parse::<jiff::Timestamp>().expect("timestamp"))

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tracing::info;
 
+use super::ForgeFuture;
 use super::clock::Clock;
 use super::error::{ForgeError, RetryPolicy};
 use super::github::{Api, Call, decode};
@@ -41,6 +42,20 @@ pub const EXPIRY_MARGIN: Duration = Duration::from_secs(5 * 60);
 const JWT_LIFETIME: Duration = Duration::from_secs(9 * 60);
 /// JWT `iat` backdating against clock drift.
 const JWT_BACKDATE: Duration = Duration::from_secs(60);
+
+/// Where new installation tokens are published besides the cache (e.g. a
+/// Kubernetes Secret, `token_secret::SecretSink`).
+pub trait TokenSink: Send + Sync + fmt::Debug {
+    fn store<'a>(
+        &'a self,
+        installation: u64,
+        token: &'a str,
+        expires_at: SystemTime,
+    ) -> ForgeFuture<'a, ()>;
+
+    /// The installation is gone: withdraw what was published.
+    fn remove(&self, installation: u64) -> ForgeFuture<'_, ()>;
+}
 
 struct CachedToken {
     token: String,
@@ -58,6 +73,7 @@ pub struct AppTokenProvider {
     /// One exchange at a time, so concurrent callers share a fresh token.
     exchange: tokio::sync::Mutex<()>,
     slug: OnceCell<String>,
+    sink: Option<Arc<dyn TokenSink>>,
 }
 
 impl fmt::Debug for AppTokenProvider {
@@ -109,6 +125,7 @@ impl AppTokenProvider {
             installations: Mutex::new(BTreeMap::new()),
             exchange: tokio::sync::Mutex::new(()),
             slug: OnceCell::new(),
+            sink: None,
         })
     }
 
@@ -129,6 +146,34 @@ impl AppTokenProvider {
     pub fn with_retry(mut self, retry: RetryPolicy) -> AppTokenProvider {
         self.api.retry = retry;
         self
+    }
+
+    /// Publishes every new token to `sink` too.
+    pub fn with_sink(mut self, sink: Arc<dyn TokenSink>) -> AppTokenProvider {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Refreshes the tokens that are due, so published tokens stay fresh even
+    /// when nothing else asks for them; the daemon calls this every minute or so.
+    /// Returns the installations that failed, with why.
+    pub async fn refresh_due(&self) -> Vec<(u64, ForgeError)> {
+        let mut failed = Vec::new();
+        for id in self.installations() {
+            if let Err(e) = self.installation_token(id).await {
+                failed.push((id, e));
+            }
+        }
+        failed
+    }
+
+    /// Withdraws what the sink published for a removed installation (after
+    /// `apply_installation_event` answered `Removed`).
+    pub async fn unpublish(&self, installation: u64) -> Result<(), ForgeError> {
+        match &self.sink {
+            Some(sink) => sink.remove(installation).await,
+            None => Ok(()),
+        }
     }
 
     pub fn app_id(&self) -> u64 {
@@ -241,14 +286,16 @@ impl AppTokenProvider {
         let refresh_at =
             (issued + REFRESH_AFTER).min(expires_at.checked_sub(EXPIRY_MARGIN).unwrap_or(issued));
         let token = wire.token;
-        let mut table = self.table();
-        // An `installation deleted` event may have removed it meanwhile.
-        if let Some(slot) = table.get_mut(&installation) {
-            *slot = Some(CachedToken {
-                token: token.clone(),
-                refresh_at,
-                expires_at,
-            });
+        {
+            let mut table = self.table();
+            // An `installation deleted` event may have removed it meanwhile.
+            if let Some(slot) = table.get_mut(&installation) {
+                *slot = Some(CachedToken {
+                    token: token.clone(),
+                    refresh_at,
+                    expires_at,
+                });
+            }
         }
         info!(
             app = self.app_id,
@@ -256,6 +303,13 @@ impl AppTokenProvider {
             expires_at = %wire.expires_at,
             "GitHub App installation token refreshed"
         );
+        if let Some(sink) = &self.sink
+            && let Err(e) = sink.store(installation, &token, expires_at).await
+        {
+            // The forge keeps working with the cached token; readers of the
+            // published copy get it on the next refresh.
+            tracing::warn!(app = self.app_id, installation, error = %e, "cannot publish the installation token");
+        }
         Ok(token)
     }
 

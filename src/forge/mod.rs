@@ -23,6 +23,7 @@ pub mod error;
 pub mod gitea;
 pub mod github;
 pub mod github_app;
+pub mod token_secret;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -350,16 +351,50 @@ impl Installation {
 
 /// The GitHub App of `forge.githubApp`, if configured (reads the key file).
 pub fn installation_from_config(config: &Config) -> Result<Option<Installation>, ForgeError> {
+    build_installation(config, None)
+}
+
+/// As `installation_from_config`, and when `forge.githubApp.tokenSecret` is set,
+/// tokens are also published in Secrets through the default Kubernetes client
+/// (in-cluster, or `KUBECONFIG`).
+pub async fn installation_from_config_with_secret(
+    config: &Config,
+) -> Result<Option<Installation>, ForgeError> {
+    let target = config
+        .forge
+        .github_app
+        .as_ref()
+        .and_then(|app| app.value.token_secret.as_ref());
+    let Some(target) = target else {
+        return installation_from_config(config);
+    };
+    let client = kube::Client::try_default().await.map_err(|e| {
+        ForgeError::Config(format!(
+            "forge.githubApp.tokenSecret: no Kubernetes client: {}",
+            crate::registry::transport::error_chain(&e)
+        ))
+    })?;
+    let sink = token_secret::SecretSink::new(client, &target.namespace, &target.name);
+    build_installation(config, Some(Arc::new(sink)))
+}
+
+fn build_installation(
+    config: &Config,
+    sink: Option<Arc<dyn github_app::TokenSink>>,
+) -> Result<Option<Installation>, ForgeError> {
     let Some(app) = &config.forge.github_app else {
         return Ok(None);
     };
     let app = &app.value;
-    let provider = AppTokenProvider::from_key_file(
+    let mut provider = AppTokenProvider::from_key_file(
         app.app_id,
         &app.private_key_file,
         config.forge.api_url.as_deref(),
         Arc::new(SystemClock),
     )?;
+    if let Some(sink) = sink {
+        provider = provider.with_sink(sink);
+    }
     provider.add_installation(app.installation_id);
     Ok(Some(Installation {
         provider: Arc::new(provider),

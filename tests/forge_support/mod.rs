@@ -2,6 +2,7 @@
 //! and clients pointed at a wiremock server with short retry waits.
 #![allow(dead_code)] // not every test crate uses every helper
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use capstan::forge::{GitHub, Gitea, RetryPolicy};
@@ -49,4 +50,25 @@ pub fn gitea(uri: &str) -> Gitea {
     )
     .expect("client")
     .with_retry(quick_retry())
+}
+
+pub struct KeyPair {
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+/// An RSA key pair for a test GitHub App, made once per test process (never committed).
+pub fn keys() -> &'static KeyPair {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    static KEYS: OnceLock<KeyPair> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("keygen");
+        KeyPair {
+            private_pem: key.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string(),
+            public_pem: key
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .expect("pem"),
+        }
+    })
 }
