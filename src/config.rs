@@ -491,6 +491,18 @@ impl Config {
                     "set exactly one of `tokenEnv`, `sshKeyFile`, `githubApp`".into(),
                 ));
             }
+            if auth
+                .value
+                .github_app
+                .as_ref()
+                .is_some_and(|app| app.token_secret.is_some())
+            {
+                return Err(err(
+                    auth.referenced,
+                    "repository.auth.githubApp.tokenSecret",
+                    "`tokenSecret` belongs under `forge.githubApp`".into(),
+                ));
+            }
         }
 
         let mut hosts = HashSet::new();
@@ -1131,6 +1143,11 @@ targets:
                 "forge:\n  kind: github\n  githubApp:\n    appId: 1\n    installationId: 2\n    privateKeyFile: k\n    tokenSecret: { namespace: Ci, name: gh }\n",
                 6,
                 "forge.githubApp.tokenSecret",
+            ),
+            (
+                "  auth:\n    githubApp:\n      appId: 1\n      installationId: 2\n      privateKeyFile: k\n      tokenSecret: { namespace: ci, name: gh }\n",
+                4,
+                "repository.auth.githubApp.tokenSecret",
             ),
         ];
         for (forge, line, field) in cases {
