@@ -206,6 +206,7 @@ pub struct GitHub {
 
 impl GitHub {
     /// With a personal (or fine-grained, or Actions) token, or anonymous.
+    /// Inside a Tokio runtime only (octocrab's client starts a task).
     pub fn new(
         api_url: Option<&str>,
         token: Option<String>,

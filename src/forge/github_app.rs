@@ -105,6 +105,7 @@ struct WireApp {
 
 impl AppTokenProvider {
     /// `private_key_pem`: the PEM GitHub generated for the App (PKCS#1 or PKCS#8).
+    /// Inside a Tokio runtime only (octocrab's client starts a task).
     pub fn new(
         app_id: u64,
         private_key_pem: &[u8],

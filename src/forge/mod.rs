@@ -402,7 +402,8 @@ fn build_installation(
     }))
 }
 
-/// Builds the configured forge; `None` when `forge.kind` is unset.
+/// Builds the configured forge; `None` when `forge.kind` is unset. Call it
+/// inside a Tokio runtime: octocrab's client starts a task when it is built.
 ///
 /// The token comes from `forge.tokenEnv`, else `repository.auth.tokenEnv`, else
 /// `GITHUB_TOKEN` / `GITEA_TOKEN`; a GitHub App (`forge.githubApp`) replaces it.
