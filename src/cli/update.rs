@@ -9,19 +9,22 @@
 //! Tags come from the registries (`registries:` settings), or with
 //! `--tags-dir` from files.
 //!
-//! Configured notifications (`tag-chosen`, `commit-pushed`) are sent before
-//! the command exits, waiting at most 30 seconds for them.
+//! In `pull-request` mode (without `--dry-run`) the pass opens or updates one
+//! pull request per policy through the forge; stdout then carries one line
+//! per pull request: `<policy> <action> <url>`. Configured notifications are
+//! sent before the command exits (waiting at most 30 seconds for them).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use capstan::config::Config;
+use capstan::config::{Config, UpdateMode};
 use capstan::manifests::Plan;
 use capstan::notify::{self, Event, EventKind, Notifier};
 use capstan::policy::ImagePolicy;
 use capstan::registry::transport::ClientOptions;
 use capstan::registry::{ScanOptions, Scanner};
+use capstan::update::pull_request::{self, ImageSource, NoImageSource, PrReport, PrSettings};
 use capstan::update::{self, Choices, Outcome, Report, Settings};
 
 use super::{EXIT_BAD_INPUT, EXIT_NOTHING, OutputFormat};
@@ -94,7 +97,21 @@ pub fn run(args: &Args) -> ExitCode {
         }
         (None, None) => Choices::default(),
     };
-    let code = {
+    let code = if config.update.mode.value == UpdateMode::PullRequest && !args.dry_run {
+        let images: &dyn ImageSource = match &scanner {
+            Some(s) => s,
+            None => &NoImageSource,
+        };
+        run_pull_requests(
+            &config,
+            config_dir,
+            &runtime,
+            &choices,
+            images,
+            &notifier,
+            args.output,
+        )
+    } else {
         match update::run_once(&settings, &choices) {
             Ok(report) => {
                 if let Outcome::Pushed { commit, .. } = &report.outcome {
@@ -144,6 +161,98 @@ fn tag_events(plan: &Plan, policies: &[ImagePolicy]) -> Vec<Event> {
             .image(image, &c.from, &c.to)
         })
         .collect()
+}
+
+fn run_pull_requests(
+    config: &Config,
+    config_dir: &Path,
+    runtime: &tokio::runtime::Runtime,
+    choices: &Choices,
+    images: &dyn ImageSource,
+    notifier: &Notifier,
+    output: OutputFormat,
+) -> ExitCode {
+    let settings = match PrSettings::from_config(config, config_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let forge = match capstan::forge::from_config(config) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            eprintln!("error: update.mode `pull-request` needs `forge.kind`");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let report = runtime.block_on(pull_request::run_once(
+        &settings,
+        choices,
+        forge.as_ref(),
+        images,
+        notifier,
+    ));
+    match report {
+        Ok(report) => print_pr_report(&report, output),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_NOTHING)
+        }
+    }
+}
+
+fn print_pr_report(report: &PrReport, output: OutputFormat) -> ExitCode {
+    match output {
+        OutputFormat::Json => match serde_json::to_string_pretty(report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot encode report: {e}"),
+        },
+        OutputFormat::Text => {
+            for r in &report.results {
+                if let Some(url) = &r.url {
+                    let action = serde_json::to_value(r.action)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    println!("{} {action} {url}", r.policy);
+                }
+            }
+        }
+    }
+    for (policy, error) in &report.source_errors {
+        eprintln!("error: policy `{policy}`: {error}");
+    }
+    for (policy, why) in &report.not_chosen {
+        eprintln!("skipped: policy `{policy}`: {why}");
+    }
+    for r in &report.results {
+        for problem in &r.problems {
+            eprintln!("error: {problem}");
+        }
+        if let Some(e) = &r.error {
+            eprintln!("error: policy `{}` ({}): {e}", r.policy, r.branch);
+        }
+    }
+    let count = |a: pull_request::Action| report.results.iter().filter(|r| r.action == a).count();
+    eprintln!(
+        "pull requests into {}: {} opened, {} updated, {} unchanged, {} closed, {} failed",
+        report.base,
+        count(pull_request::Action::Opened),
+        count(pull_request::Action::Updated),
+        count(pull_request::Action::Unchanged),
+        count(pull_request::Action::Closed),
+        report.results.iter().filter(|r| r.error.is_some()).count(),
+    );
+    if report.failed() {
+        ExitCode::from(EXIT_NOTHING)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn print_report(report: &Report, output: OutputFormat) -> ExitCode {

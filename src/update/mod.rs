@@ -10,7 +10,10 @@
 
 pub mod from_registry;
 pub mod message;
+pub mod pr_body;
 pub mod pr_branch;
+pub mod pr_events;
+pub mod pull_request;
 pub mod tags_dir;
 
 use std::convert::Infallible;
@@ -99,12 +102,6 @@ impl Settings {
         config_dir: &Path,
         dry_run: bool,
     ) -> Result<Settings, Error> {
-        if config.update.mode.value == UpdateMode::PullRequest && !dry_run {
-            return Err(Error::Settings(
-                "update.mode `pull-request` is not wired into `update --once` yet; use `push` or `--dry-run`"
-                    .into(),
-            ));
-        }
         let path = config.update.path.trim().to_string();
         let p = Path::new(&path);
         if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {

@@ -1,0 +1,384 @@
+//! Reactions to GitHub webhook events in `pull-request` mode, as pure
+//! functions; the daemon's HTTP server verifies the signature, then calls
+//! [`parse`] and [`react`], and carries out the [`Reaction`].
+//!
+//! - `pull_request_review` *approved* on one of Capstan's pull requests, with
+//!   `update.pullRequest.autoMerge` on → merge the approved commit, if its
+//!   combined status is green ([`should_merge`] decides with the status).
+//! - `pull_request` *closed* and merged into the base branch → sync now.
+//! - `push` to the base branch → sync now.
+//!
+//! Everything else is ignored with a reason. A payload that lacks a field
+//! these rules read is an error naming the field (`pull_request.base.ref`),
+//! never a panic.
+
+use serde_json::Value;
+
+use crate::forge::{CombinedStatus, Forge, ForgeError, MergeMethod};
+
+/// A webhook payload that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("`{event}` payload is not JSON: {reason}")]
+    NotJson { event: String, reason: String },
+    #[error("`{event}` payload: field `{field}` is missing")]
+    Missing { event: String, field: String },
+    #[error("`{event}` payload: field `{field}` must be {expected}")]
+    WrongType {
+        event: String,
+        field: String,
+        expected: &'static str,
+    },
+}
+
+/// The events this module understands, with the fields it uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Review(Review),
+    PullRequestClosed(Closed),
+    Push(Push),
+    /// Another event or action; the reason says which.
+    Other(String),
+}
+
+/// `pull_request_review` with action `submitted`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub repository: String,
+    /// Lowercase: `approved`, `commented`, `changes_requested`.
+    pub state: String,
+    pub reviewer: String,
+    /// The commit the review is about.
+    pub commit: String,
+    pub number: u64,
+    pub head_branch: String,
+    pub base_branch: String,
+    pub open: bool,
+}
+
+/// `pull_request` with action `closed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    pub repository: String,
+    pub number: u64,
+    pub merged: bool,
+    pub base_branch: String,
+    pub head_branch: String,
+    pub merge_commit: Option<String>,
+}
+
+/// `push`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub repository: String,
+    /// `refs/heads/main`, `refs/tags/v1`.
+    pub git_ref: String,
+    pub after: String,
+    pub deleted: bool,
+}
+
+/// What the configuration says about the repository.
+#[derive(Debug, Clone)]
+pub struct Rules<'a> {
+    /// `owner/repo` of the manifests repository.
+    pub repository: &'a str,
+    pub base_branch: &'a str,
+    /// `update.branch` (with `{policy}`): Capstan's head branches.
+    pub branch_template: &'a str,
+    pub auto_merge: bool,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaction {
+    /// Merge pull request `number` at `sha` if its combined status is green.
+    MergeIfGreen {
+        number: u64,
+        sha: String,
+        policy: String,
+    },
+    /// Run the sync loop now (the base branch moved).
+    TriggerSync {
+        commit: String,
+        reason: String,
+    },
+    Nothing(String),
+}
+
+/// Parses a payload by its `X-GitHub-Event` name.
+pub fn parse(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson {
+        event: event.into(),
+        reason: e.to_string(),
+    })?;
+    let p = Payload {
+        event,
+        value: &value,
+    };
+    match event {
+        "pull_request_review" => {
+            let action = p.str("action")?;
+            if action != "submitted" {
+                return Ok(Event::Other(format!("pull_request_review `{action}`")));
+            }
+            Ok(Event::Review(Review {
+                repository: p.str("repository.full_name")?.into(),
+                state: p.str("review.state")?.to_ascii_lowercase(),
+                reviewer: p.str("review.user.login")?.into(),
+                commit: p.str("review.commit_id")?.into(),
+                number: p.u64("pull_request.number")?,
+                head_branch: p.str("pull_request.head.ref")?.into(),
+                base_branch: p.str("pull_request.base.ref")?.into(),
+                open: p.str("pull_request.state")? == "open",
+            }))
+        }
+        "pull_request" => {
+            let action = p.str("action")?;
+            if action != "closed" {
+                return Ok(Event::Other(format!("pull_request `{action}`")));
+            }
+            Ok(Event::PullRequestClosed(Closed {
+                repository: p.str("repository.full_name")?.into(),
+                number: p.u64("pull_request.number")?,
+                merged: p.bool("pull_request.merged")?,
+                base_branch: p.str("pull_request.base.ref")?.into(),
+                head_branch: p.str("pull_request.head.ref")?.into(),
+                merge_commit: p
+                    .opt_str("pull_request.merge_commit_sha")?
+                    .map(str::to_string),
+            }))
+        }
+        "push" => Ok(Event::Push(Push {
+            repository: p.str("repository.full_name")?.into(),
+            git_ref: p.str("ref")?.into(),
+            after: p.str("after")?.into(),
+            deleted: p.bool("deleted")?,
+        })),
+        other => Ok(Event::Other(format!("event `{other}`"))),
+    }
+}
+
+/// The reaction to an event under the rules.
+pub fn react(event: &Event, rules: &Rules<'_>) -> Reaction {
+    let other_repo = |repo: &str| {
+        (!repo.eq_ignore_ascii_case(rules.repository))
+            .then(|| Reaction::Nothing(format!("event from `{repo}`, not `{}`", rules.repository)))
+    };
+    match event {
+        Event::Other(what) => Reaction::Nothing(format!("{what} is not handled")),
+        Event::Review(r) => {
+            if let Some(n) = other_repo(&r.repository) {
+                return n;
+            }
+            if r.state != "approved" {
+                return Reaction::Nothing(format!("review state `{}`", r.state));
+            }
+            let Some(policy) = policy_of(rules.branch_template, &r.head_branch) else {
+                return Reaction::Nothing(format!(
+                    "`{}` is not a capstan branch (`{}`)",
+                    r.head_branch, rules.branch_template
+                ));
+            };
+            if r.base_branch != rules.base_branch {
+                return Reaction::Nothing(format!(
+                    "pull request into `{}`, not `{}`",
+                    r.base_branch, rules.base_branch
+                ));
+            }
+            if !r.open {
+                return Reaction::Nothing(format!("pull request #{} is not open", r.number));
+            }
+            if !rules.auto_merge {
+                return Reaction::Nothing("update.pullRequest.autoMerge is off".into());
+            }
+            Reaction::MergeIfGreen {
+                number: r.number,
+                sha: r.commit.clone(),
+                policy: policy.to_string(),
+            }
+        }
+        Event::PullRequestClosed(c) => {
+            if let Some(n) = other_repo(&c.repository) {
+                return n;
+            }
+            if !c.merged {
+                return Reaction::Nothing(format!(
+                    "pull request #{} closed without merge",
+                    c.number
+                ));
+            }
+            if c.base_branch != rules.base_branch {
+                return Reaction::Nothing(format!(
+                    "pull request #{} merged into `{}`, not `{}`",
+                    c.number, c.base_branch, rules.base_branch
+                ));
+            }
+            Reaction::TriggerSync {
+                commit: c.merge_commit.clone().unwrap_or_default(),
+                reason: format!("pull request #{} merged into `{}`", c.number, c.base_branch),
+            }
+        }
+        Event::Push(p) => {
+            if let Some(n) = other_repo(&p.repository) {
+                return n;
+            }
+            if p.git_ref != format!("refs/heads/{}", rules.base_branch) {
+                return Reaction::Nothing(format!("push to `{}`", p.git_ref));
+            }
+            if p.deleted {
+                return Reaction::Nothing(format!("`{}` was deleted", p.git_ref));
+            }
+            Reaction::TriggerSync {
+                commit: p.after.clone(),
+                reason: format!("push to `{}`", rules.base_branch),
+            }
+        }
+    }
+}
+
+/// The second half of `MergeIfGreen`: merge only on a green combined status
+/// (at least one status, all successful). `Err` says why not.
+pub fn should_merge(status: &CombinedStatus) -> Result<(), String> {
+    if status.is_green() {
+        return Ok(());
+    }
+    if status.statuses.is_empty() {
+        return Err("no commit status yet".into());
+    }
+    let waiting: Vec<String> = status
+        .statuses
+        .iter()
+        .filter(|s| s.state != crate::forge::CommitState::Success)
+        .map(|s| format!("{} is {}", s.context, s.state.as_str()))
+        .collect();
+    Err(waiting.join(", "))
+}
+
+/// How carrying out `MergeIfGreen` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merge {
+    /// Merged; the merge commit.
+    Merged(String),
+    /// Not merged (yet): why. A later status or review event tries again.
+    Waiting(String),
+}
+
+/// Carries out [`Reaction::MergeIfGreen`]: reads the combined status of
+/// `sha`, and merges pull request `number` only at that commit (the forge
+/// refuses when the head moved after the review).
+pub async fn merge_if_green(
+    forge: &dyn Forge,
+    number: u64,
+    sha: &str,
+) -> Result<Merge, ForgeError> {
+    let status = forge.combined_status(sha).await?;
+    if let Err(why) = should_merge(&status) {
+        tracing::info!(pull_request = number, commit = sha, reason = %why, "approved, not merged yet");
+        return Ok(Merge::Waiting(why));
+    }
+    let commit = forge
+        .merge_pull_request(number, sha, MergeMethod::default())
+        .await?;
+    Ok(Merge::Merged(commit))
+}
+
+/// The policy a head branch was made for, when it matches the template.
+pub fn policy_of<'b>(template: &str, branch: &'b str) -> Option<&'b str> {
+    let (prefix, suffix) = template.split_once("{policy}")?;
+    let policy = branch.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    (!policy.is_empty()).then_some(policy)
+}
+
+struct Payload<'a> {
+    event: &'a str,
+    value: &'a Value,
+}
+
+impl Payload<'_> {
+    fn get(&self, field: &str) -> Result<&Value, PayloadError> {
+        let mut v = self.value;
+        for key in field.split('.') {
+            v = v.get(key).ok_or_else(|| PayloadError::Missing {
+                event: self.event.into(),
+                field: field.into(),
+            })?;
+        }
+        Ok(v)
+    }
+
+    fn wrong(&self, field: &str, expected: &'static str) -> PayloadError {
+        PayloadError::WrongType {
+            event: self.event.into(),
+            field: field.into(),
+            expected,
+        }
+    }
+
+    fn str(&self, field: &str) -> Result<&str, PayloadError> {
+        self.get(field)?
+            .as_str()
+            .ok_or_else(|| self.wrong(field, "a string"))
+    }
+
+    fn opt_str(&self, field: &str) -> Result<Option<&str>, PayloadError> {
+        match self.get(field) {
+            Ok(Value::Null) | Err(PayloadError::Missing { .. }) => Ok(None),
+            Ok(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| self.wrong(field, "a string")),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn u64(&self, field: &str) -> Result<u64, PayloadError> {
+        self.get(field)?
+            .as_u64()
+            .ok_or_else(|| self.wrong(field, "a positive integer"))
+    }
+
+    fn bool(&self, field: &str) -> Result<bool, PayloadError> {
+        self.get(field)?
+            .as_bool()
+            .ok_or_else(|| self.wrong(field, "true or false"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_from_branch_names() {
+        assert_eq!(
+            policy_of("capstan/{policy}", "capstan/podinfo"),
+            Some("podinfo")
+        );
+        assert_eq!(
+            policy_of("bots/{policy}-bump", "bots/api-bump"),
+            Some("api")
+        );
+        assert_eq!(policy_of("capstan/{policy}", "feature/x"), None);
+        assert_eq!(policy_of("capstan/{policy}", "capstan/"), None);
+    }
+
+    #[test]
+    fn a_missing_nested_field_is_named() {
+        let err = parse(
+            "push",
+            br#"{"ref": "refs/heads/main", "after": "abc", "deleted": false}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`push` payload: field `repository.full_name` is missing"
+        );
+        let err = parse("pull_request", b"[1, 2").unwrap_err();
+        assert!(matches!(err, PayloadError::NotJson { .. }), "{err}");
+        let err = parse("pull_request", br#"{"action": 7}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`pull_request` payload: field `action` must be a string"
+        );
+    }
+}
