@@ -203,6 +203,65 @@ mod tests {
     }
 
     #[test]
+    fn the_default_templates_fill_every_placeholder() {
+        use crate::manifests::{Change, FilePlan, edit::Edit};
+        let defaults = crate::config::PullRequest::default();
+        let plan = Plan {
+            files: vec![FilePlan {
+                path: "apps/app.yaml".into(),
+                absolute: "apps/app.yaml".into(),
+                original: String::new(),
+                updated: String::new(),
+                changes: vec![Change {
+                    policy: "app".into(),
+                    line: 3,
+                    kind: "marker".into(),
+                    document: 0,
+                    pointer: "/image".into(),
+                    from: "1.0".into(),
+                    to: "1.1".into(),
+                    edit: Edit {
+                        range: 0..0,
+                        old: String::new(),
+                        new: String::new(),
+                    },
+                }],
+                patch: serde_json::from_value(serde_json::json!([
+                    {"op": "replace", "path": "/0/image", "value": "ghcr.io/acme/app:1.1"}
+                ]))
+                .expect("patch"),
+            }],
+            ..Plan::default()
+        };
+        let changelog = compared();
+        let facts = Facts {
+            policy: "app",
+            image: "ghcr.io/acme/app",
+            old_tag: "1.0",
+            new_tag: "1.1",
+            digest: Some("sha256:abc"),
+            branch: "capstan/app",
+            base: "main",
+            plan: &plan,
+            changelog: &changelog,
+        };
+        let (title, body) = render(&defaults.title.value, &defaults.body.value, &facts);
+        assert_eq!(title, "chore(images): app 1.0 → 1.1");
+        for part in [
+            "Capstan updates `ghcr.io/acme/app` from `1.0` to `1.1` (policy `app`).",
+            "Digest: sha256:abc",
+            "- `apps/app.yaml`",
+            "[3 commit(s)](https://github.com/acme/app/compare/a...b)",
+            "\"path\": \"/0/image\"",
+        ] {
+            assert!(body.contains(part), "{part} missing in:\n{body}");
+        }
+        for name in crate::config::PULL_REQUEST_PLACEHOLDERS {
+            assert!(!body.contains(&format!("{{{name}}}")), "{name}: {body}");
+        }
+    }
+
+    #[test]
     fn changelog_lists_commits_with_logins_or_names() {
         assert_eq!(
             changelog_markdown(&compared()),
