@@ -35,6 +35,65 @@ pub struct Config {
     /// Slack and webhook notifications.
     #[serde(default)]
     pub notifications: Vec<Notification>,
+    /// Which replica of `capstan run` may write (a Kubernetes Lease).
+    #[serde(default)]
+    pub leader_election: LeaderElection,
+}
+
+/// Leader election through a `coordination.k8s.io/v1` Lease: of several replicas of
+/// `capstan run`, only the holder of the Lease writes Git or the cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LeaderElection {
+    /// Absent: on when running in a cluster (`KUBERNETES_SERVICE_HOST` is set).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Namespace of the Lease; absent: the Pod's own namespace (from its service
+    /// account), else `capstan-system`.
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    #[serde(default = "default_lease_name")]
+    pub lease_name: Spanned<String>,
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration: Spanned<HumanDuration>,
+    #[serde(default = "default_renew_deadline")]
+    pub renew_deadline: Spanned<HumanDuration>,
+    #[serde(default = "default_retry_period")]
+    pub retry_period: Spanned<HumanDuration>,
+}
+
+impl Default for LeaderElection {
+    fn default() -> Self {
+        LeaderElection {
+            enabled: None,
+            namespace: None,
+            lease_name: default_lease_name(),
+            lease_duration: default_lease_duration(),
+            renew_deadline: default_renew_deadline(),
+            retry_period: default_retry_period(),
+        }
+    }
+}
+
+impl LeaderElection {
+    /// `enabled`, or its default: on in a cluster, off elsewhere.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+            .unwrap_or_else(|| std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())
+    }
+}
+
+fn default_lease_name() -> Spanned<String> {
+    unspanned("capstan-leader".to_string())
+}
+fn default_lease_duration() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(15))
+}
+fn default_renew_deadline() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(10))
+}
+fn default_retry_period() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(2))
 }
 
 /// One notification sink (`notifications[]`). The URL is a secret and is
@@ -730,6 +789,59 @@ impl Config {
                 ));
             }
         }
+        self.validate_leader_election(file, text)?;
+        Ok(())
+    }
+
+    fn validate_leader_election(&self, file: &Path, text: &str) -> Result<(), SourceError> {
+        let err =
+            |loc, field: &str, msg: String| SourceError::at(file, text, loc, Some(field), msg);
+        let le = &self.leader_election;
+        if let Some(ns) = &le.namespace
+            && !is_dns_label(&ns.value)
+        {
+            return Err(err(
+                ns.referenced,
+                "leaderElection.namespace",
+                format!("`{}` is not a valid namespace name", ns.value),
+            ));
+        }
+        if !is_dns_subdomain(&le.lease_name.value) {
+            return Err(err(
+                le.lease_name.referenced,
+                "leaderElection.leaseName",
+                format!(
+                    "`{}` is not a valid object name (lowercase letters, digits, `-` and `.`)",
+                    le.lease_name.value
+                ),
+            ));
+        }
+        if let Err(why) = crate::daemon::leader::check_timings(
+            le.lease_duration.value.0,
+            le.renew_deadline.value.0,
+            le.retry_period.value.0,
+        ) {
+            // Point at the first field the broken rule names that is written in the file.
+            let fields = [
+                ("leaseDuration", le.lease_duration.referenced),
+                ("renewDeadline", le.renew_deadline.referenced),
+                ("retryPeriod", le.retry_period.referenced),
+            ];
+            let mut named: Vec<_> = fields
+                .iter()
+                .filter_map(|(name, loc)| why.find(name).map(|at| (at, *name, *loc)))
+                .collect();
+            named.sort_by_key(|(at, _, _)| *at);
+            let (_, name, loc) = named
+                .iter()
+                .find(|(_, _, loc)| loc.line() > 0)
+                .or(named.first())
+                .copied()
+                .unwrap_or((0, "leaseDuration", le.lease_duration.referenced));
+            let field = format!("leaderElection.{name}");
+            let field = field.as_str();
+            return Err(err(loc, field, why));
+        }
         Ok(())
     }
 
@@ -866,6 +978,11 @@ fn is_dns_label(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && !name.is_empty() && name.split('.').all(is_dns_label)
 }
 
 /// Only `{known}` placeholders; `{{` and `}}` are literal braces.
@@ -1163,6 +1280,50 @@ targets:
         let err = load("repository:\n  url: x\nupdate:\n  mode: yolo\n").unwrap_err();
         assert_eq!(err.line, 4);
         assert_eq!(err.field.as_deref(), Some("update.mode"));
+    }
+
+    #[test]
+    fn leader_election_defaults_and_errors() {
+        let c = load(MINIMAL).expect("valid");
+        let le = &c.leader_election;
+        assert_eq!(le.lease_name.value, "capstan-leader");
+        assert_eq!(le.lease_duration.value.0.as_secs(), 15);
+        assert_eq!(le.renew_deadline.value.0.as_secs(), 10);
+        assert_eq!(le.retry_period.value.0.as_secs(), 2);
+        assert_eq!(le.enabled, None);
+        let c = load(&format!(
+            "{MINIMAL}leaderElection:\n  enabled: true\n  namespace: ops\n  leaseName: my.lease\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 500ms\n"
+        ))
+        .expect("valid");
+        assert!(c.leader_election.is_enabled());
+        assert_eq!(c.leader_election.retry_period.value.0.as_millis(), 500);
+        let cases = [
+            ("  namespace: Ops_1\n", 4, "leaderElection.namespace"),
+            ("  leaseName: 'a b'\n", 4, "leaderElection.leaseName"),
+            // leaseDuration is a default here: the error points at renewDeadline.
+            ("  renewDeadline: 20s\n", 4, "leaderElection.renewDeadline"),
+            (
+                "  leaseDuration: 10s\n  renewDeadline: 12s\n",
+                4,
+                "leaderElection.leaseDuration",
+            ),
+            ("  retryPeriod: 9s\n", 4, "leaderElection.retryPeriod"),
+            ("  retryPeriod: 0s\n", 4, "leaderElection.retryPeriod"),
+            (
+                "  leaseDurations: 10s\n",
+                4,
+                "leaderElection.leaseDurations",
+            ),
+        ];
+        for (body, line, field) in cases {
+            let text = format!("{MINIMAL}leaderElection:\n{body}");
+            let err = load(&text).expect_err(&text);
+            assert_eq!(
+                (err.line, err.field.as_deref()),
+                (line, Some(field)),
+                "{err}"
+            );
+        }
     }
 
     #[test]

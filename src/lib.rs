@@ -4,6 +4,7 @@
 //! See DESIGN.md-style module table in the README; each module owns one concern.
 
 pub mod config;
+pub mod daemon;
 pub mod duration;
 pub mod forge;
 pub mod git;
