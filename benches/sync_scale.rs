@@ -91,6 +91,7 @@ async fn bench(client: &Client, n: usize) -> anyhow::Result<()> {
         self_heal: true,
         force: false,
         health_timeout: std::time::Duration::from_secs(120),
+        commit: None,
     };
     let before = server_writes(client).await?;
     let t0 = Instant::now();

@@ -33,6 +33,9 @@ pub struct SyncOptions {
     pub self_heal: bool,
     pub force: bool,
     pub health_timeout: Duration,
+    /// The repository commit being synced (recorded in the inventory as the last
+    /// applied commit); `None` when the folder is not a Git checkout.
+    pub commit: Option<String>,
 }
 
 impl SyncOptions {
@@ -46,8 +49,16 @@ impl SyncOptions {
             self_heal: target.self_heal,
             force: target.force,
             health_timeout: target.health_timeout.0,
+            commit: head_commit(repo_root),
         }
     }
+}
+
+/// The commit checked out at `repo_root`, when it is a Git work tree.
+pub fn head_commit(repo_root: &Path) -> Option<String> {
+    let repo = git2::Repository::open(repo_root).ok()?;
+    let commit = repo.head().ok()?.peel_to_commit().ok()?;
+    Some(commit.id().to_string())
 }
 
 /// The result of a successful pass.
@@ -99,7 +110,9 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
         let start = Instant::now();
         let writes = WriteCounter::default();
         let (desired, catalog) = desired_objects(client, opts).await?;
-        let previous = inventory::load(client, &opts.namespace, &opts.target).await?;
+        let previous_record =
+            inventory::load_record(client, &opts.namespace, &opts.target).await?;
+        let previous = previous_record.objects.clone();
         let deadline = Instant::now() + opts.health_timeout;
         let mut report = SyncReport::default();
         let mut applied_ids = Inventory::new();
@@ -139,12 +152,34 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
                 (next, outcome)
             }
         };
+        // Everything applied (and pruned): this commit is the last applied one. A
+        // resync of the same commit keeps the record as it is (and writes nothing);
+        // a failed pass keeps the previous one.
+        let last_applied = match (&opts.commit, &outcome) {
+            (Some(commit), Ok(_)) => Some(
+                previous_record
+                    .last_applied
+                    .clone()
+                    .filter(|l| &l.commit == commit)
+                    .unwrap_or_else(|| inventory::LastApplied {
+                        commit: commit.clone(),
+                        time: jiff::Timestamp::now()
+                            .strftime("%Y-%m-%dT%H:%M:%SZ")
+                            .to_string(),
+                    }),
+            ),
+            _ => previous_record.last_applied.clone(),
+        };
+        let next_record = inventory::Record {
+            objects: next,
+            last_applied,
+        };
         inventory::store(
             client,
             &opts.namespace,
             &opts.target,
-            &previous,
-            &next,
+            &previous_record,
+            &next_record,
             &writes,
         )
         .await?;

@@ -37,6 +37,7 @@ pub fn options(ns: &str, path: &Path, health_timeout: Duration) -> SyncOptions {
         self_heal: true,
         force: false,
         health_timeout,
+        commit: None,
     }
 }
 
