@@ -5,6 +5,7 @@
 //! run time (e.g. no tag qualifies), 2 bad input or usage.
 
 mod check;
+mod explain;
 mod plan;
 mod policy_eval;
 mod registry;
@@ -42,6 +43,9 @@ enum Command {
     Sync(sync::Args),
     /// Show what a sync of one target would change (dry-run; writes nothing).
     Plan(plan::Args),
+    /// Explain one object: the target and inventory that track it, the file and
+    /// commit that define it, the image-update decision behind that commit.
+    Explain(explain::Args),
     /// Work with image policies.
     Policy {
         #[command(subcommand)]
@@ -87,6 +91,7 @@ pub fn run() -> ExitCode {
         Command::Check { config } => check::run(&config),
         Command::Sync(args) => sync::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Explain(args) => explain::run(&args),
         Command::Policy {
             command: PolicyCommand::Eval(args),
         } => policy_eval::run(&args),

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod client;
 pub mod drift;
 pub mod engine;
+pub mod explain;
 pub mod health;
 pub mod inventory;
 pub mod object;

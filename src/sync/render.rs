@@ -97,7 +97,7 @@ pub fn read_folder(dir: &Path) -> Result<Vec<Manifest>, SyncError> {
     Ok(out)
 }
 
-fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SyncError> {
+pub(crate) fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SyncError> {
     let io_err = |e: std::io::Error| SyncError::Render {
         file: dir.to_path_buf(),
         message: format!("cannot read folder: {e}"),

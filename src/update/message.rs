@@ -120,11 +120,11 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::manifests::{Change, FilePlan, edit::Edit};
 
-    fn change(policy: &str, from: &str, to: &str) -> Change {
+    pub(crate) fn change(policy: &str, from: &str, to: &str) -> Change {
         Change {
             policy: policy.into(),
             line: 1,
@@ -141,7 +141,7 @@ mod tests {
         }
     }
 
-    fn file(path: &str, changes: Vec<Change>) -> FilePlan {
+    pub(crate) fn file(path: &str, changes: Vec<Change>) -> FilePlan {
         FilePlan {
             path: path.into(),
             absolute: path.into(),

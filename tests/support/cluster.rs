@@ -70,6 +70,14 @@ fn k8s_env(action: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// The kubeconfig file of the test cluster, for commands run as subprocesses.
+pub fn kubeconfig_path() -> String {
+    if let Ok(p) = std::env::var("CAPSTAN_TEST_KUBECONFIG") {
+        return p;
+    }
+    k8s_env("kubeconfig").unwrap_or_else(|why| panic!("no kubeconfig for the tests: {why}"))
+}
+
 /// A client for the test cluster, checked to reach the API server. Build one per test:
 /// a `Client` belongs to the tokio runtime that made it.
 pub async fn client() -> Client {

@@ -1,0 +1,147 @@
+//! `capstan explain <kind>/<name> [-n ns]`: the chain policy decision → commit →
+//! sync → status for one object, from Git and cluster state alone.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use capstan::config::{Config, Target};
+use capstan::sync::client::client_for;
+use capstan::sync::explain::{Explanation, Query, explain, render_text};
+
+use super::{EXIT_BAD_INPUT, EXIT_NOTHING, OutputFormat};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The object: `<kind>/<name>`, e.g. `deployment/podinfo`, `cm/settings`,
+    /// `Deployment.apps/podinfo`.
+    pub object: String,
+    /// Namespace of the object (default: the target's namespace).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    #[arg(short, long, default_value = capstan::config::DEFAULT_FILE)]
+    pub config: PathBuf,
+    /// Only look in this target (default: the target whose label the object
+    /// carries, else the first target whose folder defines it, else the first).
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let query = match Query::parse(&args.object, args.namespace.as_deref()) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let root = match checkout(&config, &args.config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let targets: Vec<&Target> = config
+        .targets
+        .iter()
+        .filter(|t| args.target.as_deref().is_none_or(|n| t.name.value == n))
+        .collect();
+    if targets.is_empty() {
+        eprintln!(
+            "error: {}",
+            match &args.target {
+                Some(n) => format!("no target named {n:?} in the configuration"),
+                None => "the configuration has no targets".into(),
+            }
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_NOTHING);
+        }
+    };
+    let result = runtime.block_on(best_explanation(&targets, &root, &query));
+    match result {
+        Ok(e) => {
+            match args.output {
+                OutputFormat::Text => print!("{}", render_text(&e)),
+                OutputFormat::Json => match serde_json::to_string_pretty(&e) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_NOTHING);
+                    }
+                },
+            }
+            if e.live.is_none() && e.source.is_none() {
+                return ExitCode::from(EXIT_NOTHING);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_NOTHING)
+        }
+    }
+}
+
+/// Asks each target in turn; the first whose label the live object carries wins,
+/// then the first whose folder defines it, then the first answer.
+async fn best_explanation(
+    targets: &[&Target],
+    root: &Path,
+    query: &Query,
+) -> anyhow::Result<Explanation> {
+    let mut answers = Vec::new();
+    for target in targets {
+        let client = client_for(target).await?;
+        let e = explain(&client, target, root, query).await?;
+        let labelled = e
+            .live
+            .as_ref()
+            .is_some_and(|l| l.target_label.as_deref() == Some(target.name.value.as_str()));
+        if labelled || targets.len() == 1 {
+            return Ok(e);
+        }
+        answers.push(e);
+    }
+    let defined = answers.iter().position(|e| e.source.is_some()).unwrap_or(0);
+    Ok(answers.swap_remove(defined))
+}
+
+/// The local checkout of the repository: `repository.url` when it is a local work
+/// tree, else `repository.checkoutDir` (default `.capstan/repo` beside the config).
+fn checkout(config: &Config, config_path: &Path) -> Result<PathBuf, String> {
+    let url = &config.repository.url.value;
+    let local = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+    if local.join(".git").exists() {
+        return Ok(local);
+    }
+    let dir = config.repository.checkout_dir.clone().unwrap_or_else(|| {
+        config_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".capstan")
+            .join("repo")
+    });
+    if dir.join(".git").exists() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "no local checkout of {url}: neither it nor {} is a Git work tree (run `capstan update --once` or `capstan run` once, or point repository.url at a clone)",
+            dir.display()
+        ))
+    }
+}
