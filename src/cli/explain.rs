@@ -2,11 +2,13 @@
 //! sync → status for one object, from Git and cluster state alone.
 
 use std::path::{Path, PathBuf};
+
 use std::process::ExitCode;
 
 use capstan::config::{Config, Target};
 use capstan::sync::client::client_for;
 use capstan::sync::explain::{Explanation, Query, explain, render_text};
+use capstan::sync::{Revision, Source};
 
 use super::{EXIT_BAD_INPUT, EXIT_NOTHING, OutputFormat};
 
@@ -43,8 +45,13 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let root = match checkout(&config, &args.config) {
-        Ok(r) => r,
+    let config_dir = args
+        .config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let source = match Source::from_config(&config, config_dir) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_BAD_INPUT);
@@ -72,7 +79,11 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_NOTHING);
         }
     };
-    let result = runtime.block_on(best_explanation(&targets, &root, &query));
+    let result = runtime.block_on(async {
+        // The branch as the sync loop sees it: fetched into its clone.
+        let revision: Revision = source.fetch_async().await?;
+        best_explanation(&targets, &revision.root, &query).await
+    });
     match result {
         Ok(e) => {
             match args.output {
@@ -119,29 +130,4 @@ async fn best_explanation(
     }
     let defined = answers.iter().position(|e| e.source.is_some()).unwrap_or(0);
     Ok(answers.swap_remove(defined))
-}
-
-/// The local checkout of the repository: `repository.url` when it is a local work
-/// tree, else `repository.checkoutDir` (default `.capstan/repo` beside the config).
-fn checkout(config: &Config, config_path: &Path) -> Result<PathBuf, String> {
-    let url = &config.repository.url.value;
-    let local = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
-    if local.join(".git").exists() {
-        return Ok(local);
-    }
-    let dir = config.repository.checkout_dir.clone().unwrap_or_else(|| {
-        config_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(".capstan")
-            .join("repo")
-    });
-    if dir.join(".git").exists() {
-        Ok(dir)
-    } else {
-        Err(format!(
-            "no local checkout of {url}: neither it nor {} is a Git work tree (run `capstan update --once` or `capstan run` once, or point repository.url at a clone)",
-            dir.display()
-        ))
-    }
 }

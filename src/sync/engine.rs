@@ -110,8 +110,7 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
         let start = Instant::now();
         let writes = WriteCounter::default();
         let (desired, catalog) = desired_objects(client, opts).await?;
-        let previous_record =
-            inventory::load_record(client, &opts.namespace, &opts.target).await?;
+        let previous_record = inventory::load_record(client, &opts.namespace, &opts.target).await?;
         let previous = previous_record.objects.clone();
         let deadline = Instant::now() + opts.health_timeout;
         let mut report = SyncReport::default();

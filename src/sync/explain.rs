@@ -305,7 +305,16 @@ pub async fn explain(
             .map_err(|e| ExplainError::Git {
                 path: repo_root.to_path_buf(),
                 message: e.to_string(),
-            })??;
+            })?;
+    // A plain folder (no Git) still explains the cluster side.
+    let git = git.unwrap_or_else(|e| GitChain {
+        last_change: None,
+        last_change_message: None,
+        change_applied: None,
+        pending_change: None,
+        head: None,
+        notes: vec![format!("no history: {e}")],
+    });
     notes.extend(git.notes);
     let image_updates = match (&git.last_change_message, &source) {
         (Some(message), Some(source)) => image_updates(message, &source.file),
