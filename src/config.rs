@@ -138,6 +138,13 @@ pub struct GitAuth {
     pub ssh_key_file: Option<PathBuf>,
     #[serde(default)]
     pub github_app: Option<GitHubApp>,
+    /// OpenSSH known_hosts file the SSH server's host key must be listed in
+    /// (default: `~/.ssh/known_hosts`).
+    #[serde(default)]
+    pub known_hosts_file: Option<PathBuf>,
+    /// Accept any SSH host key (logged as a warning). Off by default.
+    #[serde(default)]
+    pub insecure_skip_host_key_check: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -543,7 +550,10 @@ impl Config {
             .iter()
             .filter(|b| **b)
             .count();
-            if set != 1 {
+            let host_keys =
+                auth.value.known_hosts_file.is_some() || auth.value.insecure_skip_host_key_check;
+            // Without a kind, host key settings alone mean SSH through ssh-agent.
+            if set > 1 || (set == 0 && !host_keys) {
                 return Err(err(
                     auth.referenced,
                     "repository.auth",
@@ -560,6 +570,20 @@ impl Config {
                     auth.referenced,
                     "repository.auth.githubApp.tokenSecret",
                     "`tokenSecret` belongs under `forge.githubApp`".into(),
+                ));
+            }
+            if auth.value.known_hosts_file.is_some() && auth.value.insecure_skip_host_key_check {
+                return Err(err(
+                    auth.referenced,
+                    "repository.auth.insecureSkipHostKeyCheck",
+                    "`knownHostsFile` and `insecureSkipHostKeyCheck: true` contradict each other; set one".into(),
+                ));
+            }
+            if host_keys && (auth.value.token_env.is_some() || auth.value.github_app.is_some()) {
+                return Err(err(
+                    auth.referenced,
+                    "repository.auth",
+                    "`knownHostsFile` and `insecureSkipHostKeyCheck` apply to SSH (`sshKeyFile` or ssh-agent), not to HTTPS `tokenEnv`/`githubApp`".into(),
                 ));
             }
         }
@@ -862,6 +886,9 @@ impl Config {
             if let Some(key) = &mut auth.value.ssh_key_file {
                 resolve(key);
             }
+            if let Some(file) = &mut auth.value.known_hosts_file {
+                resolve(file);
+            }
             if let Some(app) = &mut auth.value.github_app {
                 resolve(&mut app.private_key_file);
             }
@@ -1083,6 +1110,40 @@ targets:
                 .is_some_and(|p| p.is_absolute())
         );
         assert!(c.registries[1].insecure);
+    }
+
+    #[test]
+    fn ssh_host_key_settings() {
+        let c = load(
+            "repository:\n  url: ssh://git@example.com/fleet.git\n  auth:\n    sshKeyFile: id\n    knownHostsFile: ssh/known_hosts\n",
+        )
+        .expect("valid");
+        let auth = &c.repository.auth.as_ref().expect("auth").value;
+        let file = auth.known_hosts_file.as_ref().expect("known hosts");
+        assert!(file.is_absolute() && file.ends_with("ssh/known_hosts"));
+        // Host key settings alone: ssh-agent.
+        let c = load("repository:\n  url: x\n  auth:\n    insecureSkipHostKeyCheck: true\n")
+            .expect("valid");
+        assert!(
+            c.repository
+                .auth
+                .expect("auth")
+                .value
+                .insecure_skip_host_key_check
+        );
+        let err = load("repository:\n  url: x\n  auth:\n    sshKeyFile: id\n    knownHostsFile: k\n    insecureSkipHostKeyCheck: true\n")
+            .unwrap_err();
+        assert_eq!(
+            err.field.as_deref(),
+            Some("repository.auth.insecureSkipHostKeyCheck"),
+            "{err}"
+        );
+        let err = load("repository:\n  url: x\n  auth:\n    tokenEnv: T\n    knownHostsFile: k\n")
+            .unwrap_err();
+        assert!(err.message.contains("apply to SSH"), "{err}");
+        let err = load("repository:\n  url: x\n  auth:\n    insecureSkipHostKeyCheck: false\n")
+            .unwrap_err();
+        assert!(err.message.contains("exactly one"), "{err}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl Checkout {
             .find_remote(REMOTE)
             .map_err(Error::git("find remote"))?;
         let mut options = FetchOptions::new();
-        options.remote_callbacks(self.auth.callbacks());
+        options.remote_callbacks(self.auth.callbacks(&self.url));
         options.prune(FetchPrune::On);
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
         remote
@@ -245,9 +245,13 @@ impl Checkout {
             .map_err(Error::git("find remote"))?;
         let tracking = format!("refs/remotes/{REMOTE}/{branch}");
         let mut options = FetchOptions::new();
-        options.remote_callbacks(self.auth.callbacks());
+        options.remote_callbacks(self.auth.callbacks(&self.url));
         remote
-            .connect_auth(git2::Direction::Fetch, Some(self.auth.callbacks()), None)
+            .connect_auth(
+                git2::Direction::Fetch,
+                Some(self.auth.callbacks(&self.url)),
+                None,
+            )
             .map_err(Error::git(format!("connect to {}", self.url)))?;
         let wanted = format!("refs/heads/{branch}");
         let exists = remote
@@ -316,7 +320,7 @@ impl Checkout {
             .map_err(Error::git("find remote"))?;
         let mut rejected: Option<String> = None;
         let result = {
-            let mut callbacks = self.auth.callbacks();
+            let mut callbacks = self.auth.callbacks(&self.url);
             callbacks.push_update_reference(|refname, status| {
                 if let Some(message) = status {
                     rejected = Some(format!("{refname}: {message}"));

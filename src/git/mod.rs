@@ -9,7 +9,8 @@
 //! committed.
 //!
 //! - [`auth`]: credentials (HTTPS token from the environment, SSH key file,
-//!   SSH agent, none for local paths).
+//!   SSH agent, none for local paths) and SSH host key verification.
+//! - [`known_hosts`]: OpenSSH known_hosts files (plain and hashed entries).
 //! - [`checkout`]: the working clone and its primitive operations.
 //! - [`writeback`]: the fetch → change → commit → push loop with backoff.
 //!
@@ -18,12 +19,13 @@
 
 pub mod auth;
 pub mod checkout;
+pub mod known_hosts;
 pub mod lock;
 pub mod writeback;
 
 use std::path::PathBuf;
 
-pub use auth::Auth;
+pub use auth::{Auth, HostKeyCheck};
 pub use checkout::{Checkout, PushOutcome};
 pub use writeback::{Outcome, Proposal, RetryPolicy, WriteBackError, write_back};
 
@@ -40,6 +42,12 @@ pub enum Error {
     MissingToken(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("repository.auth.knownHostsFile {}: {source}", path.display())]
+    KnownHosts {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("branch `{branch}` does not exist in {url}")]
     NoSuchBranch { url: String, branch: String },
     #[error(
@@ -65,6 +73,9 @@ pub enum Error {
 impl Error {
     pub(crate) fn git(action: impl Into<String>) -> impl FnOnce(git2::Error) -> Error {
         let action = action.into();
-        move |source| Error::Git { action, source }
+        move |source| Error::Git {
+            action,
+            source: auth::explain(source),
+        }
     }
 }

@@ -4,3 +4,4 @@
 pub mod cluster;
 pub mod git_http;
 pub mod git_repo;
+pub mod ssh_server;
