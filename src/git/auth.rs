@@ -320,7 +320,7 @@ pub(crate) fn explain(source: git2::Error) -> git2::Error {
         Some((ErrorCode::Auth, message)) if source.code() == ErrorCode::Auth => git2::Error::new(
             source.code(),
             source.class(),
-            &format!("{message} ({})", source.message()),
+            format!("{message} ({})", source.message()),
         ),
         _ => source,
     }
