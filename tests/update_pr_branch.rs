@@ -306,3 +306,32 @@ fn a_head_branch_that_vanished_is_pushed_again() {
     assert_eq!(replaced, None);
     assert_eq!(env.rev("capstan/podinfo"), commit);
 }
+
+#[test]
+fn a_refused_head_branch_fails_its_policy_and_not_the_others() {
+    let env = env();
+    env.repo.set_pre_receive_hook(
+        "#!/bin/sh
+while read old new ref; do
+  if [ \"$ref\" = refs/heads/main ] || [ \"$ref\" = refs/heads/capstan/podinfo ]; then echo \"protected\" >&2; exit 1; fi
+done
+exit 0
+",
+    );
+    let branches = env.prepare("co", "6.5.1");
+    match &branches[0].state {
+        BranchState::Failed { base_head, reason } => {
+            assert_eq!(base_head, &None);
+            assert!(reason.contains("capstan/podinfo"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        branches[1].state,
+        BranchState::Proposed { pushed: true, .. }
+    ));
+    assert_eq!(
+        env.show("capstan/redis"),
+        DEPLOYMENT.replace("redis:7.0.0", "redis:7.2.0")
+    );
+}

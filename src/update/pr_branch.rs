@@ -42,8 +42,12 @@ pub enum BranchState {
         /// The head branch's commit before, when it existed and was replaced.
         replaced: Option<String>,
     },
-    /// The scan found problems for this policy: nothing was committed.
-    Failed { base_head: String },
+    /// Nothing proposed: the scan found problems (listed in the plan), or
+    /// Git failed for this branch (a refused push, a protected branch).
+    Failed {
+        base_head: Option<String>,
+        reason: String,
+    },
 }
 
 /// The Git step for one policy.
@@ -69,14 +73,30 @@ pub fn prepare_all(
     let mut out = Vec::new();
     for w in wanted.iter().filter(|w| w.chosen.is_ok()) {
         let branch = head_branch(branch_template, &w.policy.name);
-        out.push(prepare(
+        // One policy's failure (say, a push refused for its branch) does not
+        // stop the others.
+        let prepared = prepare(
             &checkout,
             settings,
             &author,
             wanted,
             &w.policy.name,
             &branch,
-        )?);
+        )
+        .unwrap_or_else(|e| {
+            tracing::error!(policy = %w.policy.name, branch = %branch, error = %e, "pull request branch not prepared");
+            PreparedBranch {
+                policy: w.policy.name.clone(),
+                branch: branch.clone(),
+                state: BranchState::Failed {
+                    base_head: None,
+                    reason: e.to_string(),
+                },
+                message: String::new(),
+                plan: Plan::default(),
+            }
+        });
+        out.push(prepared);
     }
     Ok(out)
 }
@@ -114,9 +134,14 @@ pub fn prepare(
         plan,
     };
     if !plan.problems.is_empty() {
+        let reason = format!(
+            "{} problem(s) in the manifests; no pull request",
+            plan.problems.len()
+        );
         return Ok(done(
             BranchState::Failed {
-                base_head: base_head.to_string(),
+                base_head: Some(base_head.to_string()),
+                reason,
             },
             String::new(),
             plan,

@@ -217,10 +217,7 @@ pub async fn run_once(
             );
         }
         let outcome = match (&branch.state, wanted) {
-            (BranchState::Failed { .. }, _) => Err(format!(
-                "{} problem(s) in the manifests; no pull request",
-                result.problems.len()
-            )),
+            (BranchState::Failed { reason, .. }, _) => Err(reason.clone()),
             (BranchState::OnBase { base_head }, _) => {
                 close_superseded(settings, forge, &branch, base_head, &mut result).await
             }
