@@ -511,7 +511,7 @@ fn cli_refuses_a_host_missing_from_the_users_known_hosts() {
 }
 
 #[test]
-fn cli_names_a_missing_known_hosts_file() {
+fn cli_names_a_missing_known_hosts_file_or_key_file() {
     let env = env();
     cli_setup(
         &env,
@@ -525,6 +525,20 @@ fn cli_names_a_missing_known_hosts_file() {
     let err = text(&out.stderr);
     assert!(
         err.contains("repository.auth.knownHostsFile") && err.contains("nowhere/known_hosts"),
+        "{err}"
+    );
+    assert_eq!(env.server.connections(), 0, "failed before connecting");
+
+    // The same for a key file that does not exist.
+    cli_setup(
+        &env,
+        "    sshKeyFile: keys/missing_key\n    knownHostsFile: known_hosts\n",
+    );
+    let out = capstan(&env, env.dir.path());
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("repository.auth.sshKeyFile") && err.contains("keys/missing_key"),
         "{err}"
     );
     assert_eq!(env.server.connections(), 0, "failed before connecting");

@@ -107,6 +107,11 @@ impl Auth {
             HostKeyCheck::UserKnownHosts
         };
         if let Some(path) = &auth.ssh_key_file {
+            // libssh2 only says "Unable to open private key file" at connect time.
+            std::fs::File::open(path).map_err(|source| Error::KeyFile {
+                path: path.clone(),
+                source,
+            })?;
             return Ok(Auth::SshKey {
                 path: path.clone(),
                 host_keys,

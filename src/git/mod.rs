@@ -42,6 +42,12 @@ pub enum Error {
     MissingToken(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("repository.auth.sshKeyFile {}: {source}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("repository.auth.knownHostsFile {}: {source}", path.display())]
     KnownHosts {
         path: PathBuf,
