@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use support::cluster::{TestNamespace, kubeconfig_path};
 use support::git_repo::{BareRepo, git, policy_yaml};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -67,9 +69,36 @@ fn ok(out: &Output, what: &str) -> String {
     stdout
 }
 
+/// A GitHub response body documented by GitHub (tests/fixtures/github/).
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/github")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON fixture")
+}
+
+/// The context of GitHub's documented combined-status example; the target reports
+/// under it, so the documented answer is the one explain must find.
+const CONTEXT: &str = "continuous-integration/jenkins";
+
 #[tokio::test]
 async fn explain_names_target_inventory_file_commit_and_policy() {
     let ns = TestNamespace::new("explain").await;
+    let github = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/repos/acme/fleet/statuses/[0-9a-f]{40}$"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(fixture("create-commit-status.json")),
+        )
+        .mount(&github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(
+            "^/repos/acme/fleet/commits/[0-9a-f]{40}/status$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("combined-status.json")))
+        .mount(&github)
+        .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let repo = BareRepo::create(
@@ -123,8 +152,9 @@ async fn explain_names_target_inventory_file_commit_and_policy() {
     std::fs::write(
         d.join("capstan.yaml"),
         format!(
-            "repository:\n  url: {}\ntargets:\n  - name: {ns}\n    path: apps\n    namespace: {ns}\n    kubeconfig: {kc}\n    healthTimeout: 60s\n",
+            "repository:\n  url: {}\nforge: {{kind: github, apiUrl: '{api}', owner: acme, repo: fleet}}\ntargets:\n  - name: {ns}\n    path: apps\n    namespace: {ns}\n    kubeconfig: {kc}\n    healthTimeout: 60s\n    statusContext: {CONTEXT}\n",
             work.display(),
+            api = github.uri(),
             ns = ns.name,
             kc = kubeconfig_path()
         ),
@@ -205,9 +235,26 @@ async fn explain_names_target_inventory_file_commit_and_policy() {
     );
     assert!(line("sync").contains("contains this change"), "{text}");
     assert!(line("checkout").contains(&human[..12]), "{text}");
-    assert!(
-        line("status").contains(&format!("capstan/{}", ns.name)),
+    // The status the sync reported on the applied commit, read back from the forge.
+    assert_eq!(
+        line("status").trim(),
+        format!(
+            "status        {CONTEXT} on commit {}: success (Build has completed successfully)",
+            &bump[..12]
+        ),
         "{text}"
+    );
+    let asked: Vec<String> = github
+        .received_requests()
+        .await
+        .expect("requests")
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert!(
+        asked.contains(&format!("/repos/acme/fleet/commits/{bump}/status")),
+        "explain asks for the status of the applied commit: {asked:?}"
     );
 
     // The human change: no policy behind it, and not applied yet.
@@ -259,6 +306,8 @@ async fn explain_names_target_inventory_file_commit_and_policy() {
     assert_eq!(v["image_updates"][0]["to"], "6.5.2");
     assert_eq!(v["inventory"]["listed"], true);
     assert_eq!(v["change_applied"], true);
+    assert_eq!(v["commit_status"]["state"], "success");
+    assert_eq!(v["commit_status"]["commit"], bump.as_str());
 
     // Nothing by that name anywhere: said so, exit code 1.
     let out = capstan(

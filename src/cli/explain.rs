@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use capstan::config::{Config, Target};
 use capstan::sync::client::client_for;
-use capstan::sync::explain::{Explanation, Query, explain, render_text};
+use capstan::sync::explain::{Explanation, Query, explain, read_status, render_text};
 use capstan::sync::{Revision, Source};
 
 use super::{EXIT_BAD_INPUT, EXIT_NOTHING, OutputFormat};
@@ -82,7 +82,14 @@ pub fn run(args: &Args) -> ExitCode {
     let result = runtime.block_on(async {
         // The branch as the sync loop sees it: fetched into its clone.
         let revision: Revision = source.fetch_async().await?;
-        best_explanation(&targets, &revision.root, &query).await
+        let mut e = best_explanation(&targets, &revision.root, &query).await?;
+        // With a forge: the status the sync reported on the commit it applied.
+        match capstan::forge::from_config(&config) {
+            Ok(Some(forge)) => read_status(forge.as_ref(), &mut e).await,
+            Ok(None) => {}
+            Err(err) => e.notes.push(format!("commit status not read: {err}")),
+        }
+        anyhow::Ok(e)
     });
     match result {
         Ok(e) => {

@@ -222,6 +222,9 @@ pub struct Explanation {
     pub head: Option<String>,
     /// The commit status context the sync reports to on the forge.
     pub status_context: Option<String>,
+    /// That context's status on the last applied commit, when a forge was asked
+    /// ([`read_status`]).
+    pub commit_status: Option<StatusView>,
     /// Things a person should know (object missing, not labelled, ...).
     pub notes: Vec<String>,
 }
@@ -333,8 +336,50 @@ pub async fn explain(
         pending_change: git.pending_change,
         head: git.head,
         status_context: Some(target.status_context()),
+        commit_status: None,
         notes,
     })
+}
+
+/// A commit status, as the forge reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusView {
+    pub commit: String,
+    pub context: String,
+    /// `pending`, `success`, `failure` or `error`.
+    pub state: String,
+    pub description: String,
+}
+
+/// Asks the forge for the status of the target's context on the last applied
+/// commit; what cannot be read becomes a note (the rest of the chain stands).
+pub async fn read_status(forge: &dyn crate::forge::Forge, e: &mut Explanation) {
+    let (Some(context), Some(commit)) = (
+        e.status_context.clone(),
+        e.inventory
+            .as_ref()
+            .and_then(|i| i.last_applied_commit.clone()),
+    ) else {
+        return;
+    };
+    match forge.combined_status(&commit).await {
+        Ok(combined) => match combined.statuses.into_iter().find(|s| s.context == context) {
+            Some(s) => {
+                e.commit_status = Some(StatusView {
+                    commit,
+                    context,
+                    state: s.state.as_str().to_string(),
+                    description: s.description,
+                })
+            }
+            None => e.notes.push(format!(
+                "the forge has no status `{context}` on commit {commit}"
+            )),
+        },
+        Err(err) => e
+            .notes
+            .push(format!("cannot read the commit status of {commit}: {err}")),
+    }
 }
 
 /// The file (relative to `repo_root`) and document under `folder` that define
@@ -638,13 +683,25 @@ pub fn render_text(e: &Explanation) -> String {
             format!("head {} differs from the last applied commit", short(head)),
         );
     }
-    if let (Some(ctx), Some(c)) = (
-        &e.status_context,
-        e.inventory
-            .as_ref()
-            .and_then(|i| i.last_applied_commit.as_ref()),
-    ) {
-        line("status", format!("context {ctx} on commit {}", short(c)));
+    match (&e.commit_status, &e.status_context, &e.inventory) {
+        (Some(st), _, _) => line(
+            "status",
+            format!(
+                "{} on commit {}: {} ({})",
+                st.context,
+                short(&st.commit),
+                st.state,
+                st.description
+            ),
+        ),
+        (None, Some(ctx), Some(inv)) if inv.last_applied_commit.is_some() => line(
+            "status",
+            format!(
+                "context {ctx} on commit {}",
+                short(inv.last_applied_commit.as_deref().unwrap_or_default())
+            ),
+        ),
+        _ => {}
     }
     for n in &e.notes {
         line("note", n.clone());
