@@ -38,6 +38,9 @@ pub struct Config {
     /// Which replica of `capstan run` may write (a Kubernetes Lease).
     #[serde(default)]
     pub leader_election: LeaderElection,
+    /// The daemon's HTTP server (`capstan run`).
+    #[serde(default)]
+    pub server: Server,
 }
 
 /// Leader election through a `coordination.k8s.io/v1` Lease: of several replicas of
@@ -107,6 +110,59 @@ pub struct Notification {
     /// Subscribed events; absent: all of them.
     #[serde(default)]
     pub events: Option<Vec<crate::notify::EventKind>>,
+}
+
+/// The HTTP server of `capstan run`: webhooks, manual triggers, probes, metrics.
+/// Secrets are never written here, only the names of environment variables
+/// holding them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Server {
+    /// `host:port` to listen on; loopback by default (in a Pod, set `0.0.0.0:8080`).
+    #[serde(default = "default_server_address")]
+    pub address: Spanned<String>,
+    /// Environment variable holding the GitHub webhook secret; without it
+    /// `POST /hooks/github` refuses every request.
+    #[serde(default)]
+    pub github_webhook_secret_env: Option<Spanned<String>>,
+    /// Environment variable holding the shared token of `POST /hooks/registry`.
+    #[serde(default)]
+    pub registry_webhook_token_env: Option<Spanned<String>>,
+    /// Environment variable holding the bearer token of `POST /trigger/...`.
+    #[serde(default)]
+    pub trigger_token_env: Option<Spanned<String>>,
+    /// Larger request bodies are answered with 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: Spanned<u64>,
+    /// How long a stop (SIGTERM/SIGINT) waits for running steps to finish.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Spanned<HumanDuration>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            address: default_server_address(),
+            github_webhook_secret_env: None,
+            registry_webhook_token_env: None,
+            trigger_token_env: None,
+            max_body_bytes: default_max_body_bytes(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+/// Default `server.address`.
+pub const DEFAULT_SERVER_ADDRESS: &str = "127.0.0.1:8080";
+
+fn default_server_address() -> Spanned<String> {
+    unspanned(DEFAULT_SERVER_ADDRESS.to_string())
+}
+fn default_max_body_bytes() -> Spanned<u64> {
+    unspanned(1024 * 1024)
+}
+fn default_shutdown_timeout() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration::from_secs(30))
 }
 
 /// The manifests repository: both loops meet here.
@@ -779,6 +835,8 @@ impl Config {
             }
         }
 
+        self.validate_server(file, text)?;
+
         let mut names = HashSet::new();
         for (i, target) in self.targets.iter().enumerate() {
             let name = &target.name.value;
@@ -865,6 +923,66 @@ impl Config {
             let field = format!("leaderElection.{name}");
             let field = field.as_str();
             return Err(err(loc, field, why));
+        }
+        Ok(())
+    }
+
+    fn validate_server(&self, file: &Path, text: &str) -> Result<(), SourceError> {
+        let err =
+            |loc, field: &str, msg: String| SourceError::at(file, text, loc, Some(field), msg);
+        let server = &self.server;
+        if server
+            .address
+            .value
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(err(
+                server.address.referenced,
+                "server.address",
+                format!(
+                    "`{}` is not an address to listen on (write `host:port` with an IP, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`)",
+                    server.address.value
+                ),
+            ));
+        }
+        for (field, env) in [
+            (
+                "server.githubWebhookSecretEnv",
+                &server.github_webhook_secret_env,
+            ),
+            (
+                "server.registryWebhookTokenEnv",
+                &server.registry_webhook_token_env,
+            ),
+            ("server.triggerTokenEnv", &server.trigger_token_env),
+        ] {
+            if let Some(env) = env
+                && !is_env_name(&env.value)
+            {
+                return Err(err(
+                    env.referenced,
+                    field,
+                    format!(
+                        "`{}` is not an environment variable name (letters, digits and `_`, not starting with a digit)",
+                        env.value
+                    ),
+                ));
+            }
+        }
+        if server.max_body_bytes.value == 0 {
+            return Err(err(
+                server.max_body_bytes.referenced,
+                "server.maxBodyBytes",
+                "must be at least 1".into(),
+            ));
+        }
+        if server.shutdown_timeout.value.0.is_zero() {
+            return Err(err(
+                server.shutdown_timeout.referenced,
+                "server.shutdownTimeout",
+                "must be greater than zero".into(),
+            ));
         }
         Ok(())
     }
@@ -1333,6 +1451,49 @@ targets:
             let err = load(&text).expect_err(&text);
             assert_eq!(err.field.as_deref(), Some(field), "{err}");
             assert_eq!(err.line, line, "{err}");
+        }
+    }
+
+    #[test]
+    fn server_defaults_and_errors() {
+        let c = load(MINIMAL).expect("valid");
+        assert_eq!(c.server.address.value, DEFAULT_SERVER_ADDRESS);
+        assert_eq!(c.server.max_body_bytes.value, 1024 * 1024);
+        assert_eq!(c.server.shutdown_timeout.value.0.as_secs(), 30);
+        assert!(c.server.github_webhook_secret_env.is_none());
+        let c = load(&format!(
+            "{MINIMAL}server:\n  address: 0.0.0.0:9000\n  githubWebhookSecretEnv: GH_SECRET\n  maxBodyBytes: 2048\n  shutdownTimeout: 5s\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.server.address.value, "0.0.0.0:9000");
+        assert_eq!(c.server.max_body_bytes.value, 2048);
+        assert_eq!(
+            c.server
+                .github_webhook_secret_env
+                .map(|e| e.value)
+                .as_deref(),
+            Some("GH_SECRET")
+        );
+        let cases = [
+            ("server:\n  address: localhost\n", 4, "server.address"),
+            (
+                "server:\n  triggerTokenEnv: 'my token'\n",
+                4,
+                "server.triggerTokenEnv",
+            ),
+            ("server:\n  maxBodyBytes: 0\n", 4, "server.maxBodyBytes"),
+            (
+                "server:\n  shutdownTimeout: 0s\n",
+                4,
+                "server.shutdownTimeout",
+            ),
+            ("server:\n  adress: x\n", 4, "server.adress"),
+        ];
+        for (extra, line, field) in cases {
+            let text = format!("{MINIMAL}{extra}");
+            let err = load(&text).expect_err(&text);
+            assert_eq!(err.line, line, "{err}");
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
         }
     }
 

@@ -9,6 +9,7 @@ mod explain;
 mod plan;
 mod policy_eval;
 mod registry;
+mod run;
 mod sync;
 mod update;
 
@@ -34,6 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: both loops, webhooks, triggers, probes and metrics.
+    Run(run::Args),
     /// Validate the configuration file and every policy it points to.
     Check {
         #[arg(short, long, default_value = capstan::config::DEFAULT_FILE)]
@@ -86,8 +89,15 @@ pub(crate) const EXIT_BAD_INPUT: u8 = 2;
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The daemon reports what it does at info; one-shot commands only warn.
+    let default_level = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default_level);
     match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Check { config } => check::run(&config),
         Command::Sync(args) => sync::run(&args),
         Command::Plan(args) => plan::run(&args),
@@ -100,9 +110,10 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_env("CAPSTAN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_env("CAPSTAN_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

@@ -1,0 +1,357 @@
+//! The running set of tasks and how a configuration changes it.
+//!
+//! Tasks: one scan per policy and one writer (the image-update loop,
+//! [`super::update_loop`]), one sync per target ([`super::sync_loop`]). Each
+//! task carries a fingerprint of the configuration it was started with; on
+//! [`TaskSet::apply`] a task whose fingerprint is unchanged keeps running,
+//! a changed one is stopped and started again, a removed one is stopped and
+//! a new one is started. Everything that can fail is checked before any task
+//! is touched, so a configuration the daemon cannot run leaves the old set
+//! running. A stopped task finishes the step it is in (a push, an apply).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::schedule::{self, Context, Schedule, TaskName};
+use super::state::{Routes, Secrets, Shared};
+use super::sync_loop::{self, SyncState};
+use super::update_loop::{self, UpdateState};
+use crate::config::{Config, Target};
+use crate::git::Auth;
+use crate::policy::ImagePolicy;
+use crate::registry::transport::ClientOptions;
+use crate::registry::{ScanOptions, Scanner};
+use crate::update::Settings;
+
+/// A configuration and its policies, as loaded from disk.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub policies: Vec<ImagePolicy>,
+    /// Folder of the configuration file (anchors `.capstan/`).
+    pub config_dir: PathBuf,
+}
+
+struct Running {
+    fingerprint: String,
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+    trigger: Arc<Notify>,
+}
+
+/// What [`TaskSet::apply`] changed, by task name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub started: Vec<String>,
+    pub restarted: Vec<String>,
+    pub stopped: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.started.is_empty() && self.restarted.is_empty() && self.stopped.is_empty()
+    }
+}
+
+pub struct TaskSet {
+    shared: Arc<Shared>,
+    ctx: Context,
+    checkout_lock: Arc<tokio::sync::Mutex<()>>,
+    update: Option<(String, Arc<UpdateState>)>,
+    writer: Option<Running>,
+    scans: BTreeMap<String, Running>,
+    syncs: BTreeMap<String, Running>,
+    /// Stopped tasks still finishing their step.
+    retired: Vec<JoinHandle<()>>,
+}
+
+impl TaskSet {
+    pub fn new(shared: Arc<Shared>, ctx: Context) -> TaskSet {
+        TaskSet {
+            shared,
+            ctx,
+            checkout_lock: Arc::new(tokio::sync::Mutex::new(())),
+            update: None,
+            writer: None,
+            scans: BTreeMap::new(),
+            syncs: BTreeMap::new(),
+            retired: Vec::new(),
+        }
+    }
+
+    /// Makes the running tasks match `loaded`; on error nothing changed.
+    pub fn apply(&mut self, loaded: &Loaded) -> Result<Changes, String> {
+        let config = &loaded.config;
+        // Everything that can fail, first.
+        let settings = if loaded.policies.is_empty() {
+            None
+        } else {
+            Some(
+                Settings::from_config(config, &loaded.config_dir, false)
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let auth = Auth::from_config(config.repository.auth.as_ref().map(|a| &a.value))
+            .map_err(|e| e.to_string())?;
+
+        let mut changes = Changes::default();
+        self.retired.retain(|h| !h.is_finished());
+        self.apply_update(loaded, settings, &mut changes);
+        self.apply_sync(loaded, &auth, &mut changes);
+
+        if config.targets.is_empty() && loaded.policies.is_empty() {
+            // Nothing will contact Git; there is nothing to wait for.
+            self.shared.set_ready();
+        }
+        self.shared.set_routes(Routes {
+            sync: self
+                .syncs
+                .iter()
+                .map(|(n, r)| (n.clone(), r.trigger.clone()))
+                .collect(),
+            update: self
+                .scans
+                .iter()
+                .map(|(n, r)| (n.clone(), r.trigger.clone()))
+                .collect(),
+            policies: loaded.policies.clone(),
+            branch: config.repository.branch.value.clone(),
+            secrets: Secrets::from_env(&config.server),
+            max_body_bytes: config.server.max_body_bytes.value,
+        });
+        Ok(changes)
+    }
+
+    fn apply_update(&mut self, loaded: &Loaded, settings: Option<Settings>, changes: &mut Changes) {
+        let config = &loaded.config;
+        let Some(settings) = settings else {
+            if let Some(w) = self.writer.take() {
+                changes.stopped.push("update writer".into());
+                self.retire(w);
+            }
+            for (name, r) in std::mem::take(&mut self.scans) {
+                changes.stopped.push(format!("policy {name}"));
+                self.retire(r);
+            }
+            self.update = None;
+            return;
+        };
+        let update_fp = format!("{settings:?}|{:?}", config.registries);
+        let state = match &self.update {
+            Some((fp, state)) if *fp == update_fp => state.clone(),
+            previous => {
+                let shared = self.shared.clone();
+                let state = Arc::new(UpdateState::new(
+                    Arc::new(Scanner::from_config(
+                        &config.registries,
+                        ClientOptions::default(),
+                        ScanOptions::default(),
+                    )),
+                    settings,
+                    self.checkout_lock.clone(),
+                    Box::new(move || shared.set_ready()),
+                ));
+                if let Some((_, old)) = previous {
+                    state.carry_over(old, &loaded.policies);
+                }
+                self.update = Some((update_fp.clone(), state.clone()));
+                state
+            }
+        };
+        let interval = config.update.interval.0;
+
+        // The writer: restarted when settings or the set of policies change.
+        let writer_fp = format!("{update_fp}|{:?}|{interval:?}", loaded.policies);
+        if self.writer.as_ref().map(|w| &w.fingerprint) != Some(&writer_fp) {
+            let restarted = self.writer.take().map(|w| self.retire(w)).is_some();
+            let policies = Arc::new(loaded.policies.clone());
+            let mut schedule = Schedule::new(interval);
+            schedule.run_at_start = false;
+            let trigger = state.write.clone();
+            let running = self.spawn(writer_fp, trigger.clone(), {
+                let state = state.clone();
+                move |ctx| async move {
+                    schedule::drive(
+                        TaskName::Write,
+                        schedule,
+                        trigger,
+                        ctx.clone(),
+                        true,
+                        || update_loop::write_step(state.clone(), ctx.clone(), policies.clone()),
+                    )
+                    .await
+                }
+            });
+            self.writer = Some(running);
+            let name = "update writer".to_string();
+            if restarted {
+                changes.restarted.push(name);
+            } else {
+                changes.started.push(name);
+            }
+        }
+
+        // One scan task per policy.
+        let wanted: BTreeMap<&str, &ImagePolicy> = loaded
+            .policies
+            .iter()
+            .map(|p| (p.name.as_str(), p))
+            .collect();
+        for name in self.scans.keys().cloned().collect::<Vec<_>>() {
+            if !wanted.contains_key(name.as_str())
+                && let Some(r) = self.scans.remove(&name)
+            {
+                self.ctx.metrics.forget_policy(&name);
+                changes.stopped.push(format!("policy {name}"));
+                self.retire(r);
+            }
+        }
+        for (name, policy) in wanted {
+            let fp = format!("{update_fp}|{policy:?}|{interval:?}");
+            if self.scans.get(name).map(|r| &r.fingerprint) == Some(&fp) {
+                continue;
+            }
+            let restarted = self.scans.remove(name).map(|r| self.retire(r)).is_some();
+            let trigger = Arc::new(Notify::new());
+            let state = state.clone();
+            let policy = policy.clone();
+            let running = self.spawn(fp, trigger.clone(), move |ctx| async move {
+                let name = policy.name.clone();
+                schedule::drive(
+                    TaskName::Scan { policy: &name },
+                    Schedule::new(interval),
+                    trigger,
+                    ctx.clone(),
+                    false,
+                    || update_loop::scan_step(state.clone(), ctx.clone(), policy.clone()),
+                )
+                .await
+            });
+            self.scans.insert(name.to_string(), running);
+            let label = format!("policy {name}");
+            if restarted {
+                changes.restarted.push(label);
+            } else {
+                changes.started.push(label);
+            }
+        }
+    }
+
+    fn apply_sync(&mut self, loaded: &Loaded, auth: &Auth, changes: &mut Changes) {
+        let config = &loaded.config;
+        let wanted: BTreeMap<&str, &Target> = config
+            .targets
+            .iter()
+            .map(|t| (t.name.value.as_str(), t))
+            .collect();
+        for name in self.syncs.keys().cloned().collect::<Vec<_>>() {
+            if !wanted.contains_key(name.as_str())
+                && let Some(r) = self.syncs.remove(&name)
+            {
+                self.ctx.metrics.forget_target(&name);
+                changes.stopped.push(format!("target {name}"));
+                self.retire(r);
+            }
+        }
+        let repo = &config.repository;
+        for (name, target) in wanted {
+            let checkout_dir = sync_checkout_dir(config, &loaded.config_dir, name);
+            let fp = format!(
+                "{target:?}|{}|{}|{auth:?}|{checkout_dir:?}",
+                repo.url.value, repo.branch.value
+            );
+            if self.syncs.get(name).map(|r| &r.fingerprint) == Some(&fp) {
+                continue;
+            }
+            let restarted = self.syncs.remove(name).map(|r| self.retire(r)).is_some();
+            let trigger = Arc::new(Notify::new());
+            let shared = self.shared.clone();
+            let state = Arc::new(SyncState::new(
+                target.clone(),
+                repo.url.value.clone(),
+                repo.branch.value.clone(),
+                auth.clone(),
+                checkout_dir,
+                trigger.clone(),
+                Box::new(move || shared.set_ready()),
+            ));
+            let interval = target.interval.0;
+            let running = self.spawn(fp, trigger.clone(), move |ctx| async move {
+                let name = state.target.name.value.clone();
+                schedule::drive(
+                    TaskName::Sync { target: &name },
+                    Schedule::new(interval),
+                    trigger,
+                    ctx.clone(),
+                    true,
+                    || sync_loop::sync_step(state.clone(), ctx.clone()),
+                )
+                .await;
+                state.stop_drift_watch();
+            });
+            self.syncs.insert(name.to_string(), running);
+            let label = format!("target {name}");
+            if restarted {
+                changes.restarted.push(label);
+            } else {
+                changes.started.push(label);
+            }
+        }
+    }
+
+    fn spawn<F, Fut>(&self, fingerprint: String, trigger: Arc<Notify>, body: F) -> Running
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.ctx.stop.child_token();
+        let ctx = Context {
+            stop: stop.clone(),
+            ..self.ctx.clone()
+        };
+        Running {
+            fingerprint,
+            stop,
+            handle: tokio::spawn(body(ctx)),
+            trigger,
+        }
+    }
+
+    fn retire(&mut self, running: Running) {
+        running.stop.cancel();
+        self.retired.push(running.handle);
+    }
+
+    /// Waits for every task to end (the caller cancelled the stop token).
+    pub async fn join(self) {
+        let handles = self
+            .retired
+            .into_iter()
+            .chain(self.writer.map(|w| w.handle))
+            .chain(self.scans.into_values().map(|r| r.handle))
+            .chain(self.syncs.into_values().map(|r| r.handle));
+        for h in handles {
+            if let Err(e) = h.await {
+                tracing::error!(error = %e, "a task ended abnormally");
+            }
+        }
+    }
+}
+
+/// The clone a target's sync reads: `<checkoutDir>-sync/<target>`, apart from
+/// the update loop's clone (`repository.checkoutDir`, default `.capstan/repo`).
+pub fn sync_checkout_dir(config: &Config, config_dir: &Path, target: &str) -> PathBuf {
+    let base = config
+        .repository
+        .checkout_dir
+        .clone()
+        .unwrap_or_else(|| config_dir.join(".capstan").join("repo"));
+    let mut name = base.file_name().unwrap_or_default().to_os_string();
+    name.push("-sync");
+    base.with_file_name(name).join(target)
+}

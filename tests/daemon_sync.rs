@@ -1,0 +1,199 @@
+//! `capstan run` with the sync loop against real peers: a bare Git repository
+//! served over smart HTTP and the real control plane (CAPSTAN_TEST_KUBECONFIG,
+//! or the local one of scripts/k8s-env; the test fails when there is none).
+//! A signed GitHub `push` webhook makes the daemon sync at once (the interval
+//! is one hour); a forged one is refused and triggers nothing.
+
+mod daemon_support;
+mod support;
+
+#[path = "registry_support/mod.rs"]
+mod registry_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use capstan::daemon::webhook_auth::github_signature;
+use daemon_support::{Daemon, server_yaml, write};
+use k8s_openapi::api::core::v1::ConfigMap;
+use registry_support::registry::free_port;
+use support::cluster::TestNamespace;
+use support::git_http::GitHttpServer;
+use support::git_repo::BareRepo;
+
+const SECRET: &str = "github-webhook-secret-for-tests";
+const WAIT: Duration = Duration::from_secs(90);
+
+fn kubeconfig_path() -> String {
+    if let Ok(p) = std::env::var("CAPSTAN_TEST_KUBECONFIG") {
+        return p;
+    }
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/k8s-env"))
+        .arg("kubeconfig")
+        .output()
+        .expect("run scripts/k8s-env kubeconfig");
+    assert!(
+        out.status.success(),
+        "no test cluster: set CAPSTAN_TEST_KUBECONFIG or run `scripts/k8s-env up`"
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+fn configmap(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: b\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
+    let ns = TestNamespace::new("daemon-sync").await;
+    let api = ns.api::<ConfigMap>();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = BareRepo::create(
+        &dir.path().join("srv"),
+        "fleet.git",
+        &[("app/first.yaml", &configmap("first"))],
+    );
+    let git = GitHttpServer::start(&dir.path().join("srv"), None);
+    let port = free_port();
+    write(
+        dir.path(),
+        "capstan.yaml",
+        &format!(
+            "repository:\n  url: {url}\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    interval: 1h\n    healthTimeout: 30s\n{server}",
+            url = git.url("fleet.git"),
+            ns = ns.name,
+            kc = kubeconfig_path(),
+            server = server_yaml(
+                port,
+                "  githubWebhookSecretEnv: GH_SECRET\n  maxBodyBytes: 4096\n"
+            ),
+        ),
+    );
+    let mut d = Daemon::start(
+        &dir.path().join("capstan.yaml"),
+        port,
+        &[("GH_SECRET", SECRET)],
+        registry_support::push::client(None),
+    );
+    d.wait_up().await;
+
+    // The first pass at start applies what is in Git.
+    d.wait_until("ConfigMap `first`", WAIT, || async {
+        api.get_opt("first").await.ok().flatten().is_some()
+    })
+    .await;
+    let (status, _) = d.get("/readyz").await;
+    assert_eq!(status, 200);
+    let synced = d.wait_event("synced", &[("target", &ns.name)], WAIT).await;
+    assert!(
+        synced["commit"].as_str().is_some_and(|c| c.len() == 12),
+        "{synced}"
+    );
+
+    // A human commit; nothing polls for an hour.
+    let commit = repo.human_commit("add second", &[("app/second.yaml", &configmap("second"))]);
+    let push = serde_json::json!({
+        "ref": "refs/heads/main",
+        "after": commit.trim(),
+        "repository": { "full_name": "acme/fleet" },
+    })
+    .to_string()
+    .into_bytes();
+
+    // Forged: 401, and nothing triggered.
+    let (status, _) = d
+        .post(
+            "/hooks/github",
+            &[
+                ("x-github-event", "push"),
+                (
+                    "x-hub-signature-256",
+                    &github_signature(b"wrong secret", &push),
+                ),
+            ],
+            push.clone(),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = d
+        .post("/hooks/github", &[("x-github-event", "push")], push.clone())
+        .await;
+    assert_eq!(status, 401, "an unsigned request");
+    // Oversized (maxBodyBytes 4096): 413.
+    let big = vec![b' '; 5000];
+    let (status, _) = d
+        .post(
+            "/hooks/github",
+            &[
+                ("x-github-event", "push"),
+                // The server answers before reading the body and closes the connection.
+                ("connection", "close"),
+                (
+                    "x-hub-signature-256",
+                    &github_signature(SECRET.as_bytes(), &big),
+                ),
+            ],
+            big,
+        )
+        .await;
+    assert_eq!(status, 413);
+    let text = d.metrics().await;
+    assert!(
+        !text.contains("capstan_triggers_total{loop=\"sync\""),
+        "a refused webhook triggered a sync:\n{text}"
+    );
+    assert!(
+        text.contains("capstan_webhooks_total{endpoint=\"github\",result=\"bad_signature\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("capstan_errors_total{kind=\"webhook_signature\"} 2"),
+        "{text}"
+    );
+    assert!(api.get_opt("second").await.expect("get").is_none());
+
+    // Signed: 202, and the new commit is applied.
+    let (status, body) = d
+        .post(
+            "/hooks/github",
+            &[
+                ("x-github-event", "push"),
+                ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+                (
+                    "x-hub-signature-256",
+                    &github_signature(SECRET.as_bytes(), &push),
+                ),
+            ],
+            push,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(&ns.name), "{body}");
+    d.wait_until("ConfigMap `second`", WAIT, || async {
+        api.get_opt("second").await.ok().flatten().is_some()
+    })
+    .await;
+    let short = &commit.trim()[..12];
+    d.wait_event("synced", &[("target", &ns.name), ("commit", short)], WAIT)
+        .await;
+
+    // (c) the sync series.
+    let text = d.metrics().await;
+    let target = format!("target=\"{}\"", ns.name);
+    for series in [
+        format!("capstan_sync_duration_seconds_count{{{target}}} 2"),
+        format!("capstan_sync_runs_total{{{target},result=\"success\"}} 2"),
+        format!("capstan_sync_objects_applied_total{{{target}}} 2"),
+        format!("capstan_sync_last_success_timestamp_seconds{{{target}}}"),
+        "capstan_triggers_total{loop=\"sync\",source=\"webhook\"} 1".to_string(),
+    ] {
+        assert!(text.contains(&series), "missing {series} in\n{text}");
+    }
+
+    let status = d.terminate(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status}; log:\n{}", d.log());
+}
