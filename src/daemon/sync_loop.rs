@@ -7,7 +7,6 @@
 //! ([`crate::sync::drift`]); a burst of outside changes triggers the target's
 //! task, so drift correction and scheduled passes never run at once.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,19 +19,15 @@ use tracing::Instrument;
 use super::metrics::{TargetLabel, TargetResult, TriggerLabel};
 use super::schedule::{Context, Failure};
 use crate::config::Target;
-use crate::git::{Auth, Checkout};
 use crate::sync::drift::{DEBOUNCE, kinds_of, watch_changes};
 use crate::sync::engine::desired_objects;
-use crate::sync::{SyncOptions, client::client_for, sync_target};
+use crate::sync::{Source, SyncOptions, client::client_for, sync_target};
 
 /// One target's task state.
 pub struct SyncState {
     pub target: Target,
-    pub url: String,
-    pub branch: String,
-    pub auth: Auth,
-    /// The target's clone.
-    pub checkout_dir: PathBuf,
+    /// The repository, fetched into the target's own clone.
+    pub source: Source,
     /// Wakes this target's task (webhooks, manual triggers, drift).
     pub trigger: Arc<Notify>,
     client: OnceCell<Client>,
@@ -58,19 +53,13 @@ impl Drop for SyncState {
 impl SyncState {
     pub fn new(
         target: Target,
-        url: String,
-        branch: String,
-        auth: Auth,
-        checkout_dir: PathBuf,
+        source: Source,
         trigger: Arc<Notify>,
         on_git_contact: Box<dyn Fn() + Send + Sync>,
     ) -> SyncState {
         SyncState {
             target,
-            url,
-            branch,
-            auth,
-            checkout_dir,
+            source,
             trigger,
             client: OnceCell::new(),
             drift: Mutex::new(None),
@@ -83,25 +72,6 @@ impl SyncState {
             handle.abort();
         }
     }
-
-    /// Fetches the branch into the target's clone and resets it; the commit.
-    async fn fetch(&self) -> Result<String, Failure> {
-        let (url, branch, dir, auth) = (
-            self.url.clone(),
-            self.branch.clone(),
-            self.checkout_dir.clone(),
-            self.auth.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let checkout = Checkout::open_or_init(&url, &branch, &dir, auth)?;
-            let head = checkout.fetch()?;
-            checkout.reset_to(head)?;
-            Ok::<_, crate::git::Error>(head.to_string())
-        })
-        .await
-        .map_err(|e| Failure::new("git", format!("the fetch task stopped: {e}")))?
-        .map_err(|e| Failure::new("git", e))
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -111,16 +81,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One pass: fetch, sync, record; (re)start the drift watch on a new commit.
 pub async fn sync_step(state: Arc<SyncState>, ctx: Context) -> Result<(), Failure> {
     let name = state.target.name.value.clone();
-    let commit = state.fetch().await?;
+    let revision = state
+        .source
+        .fetch_async()
+        .await
+        .map_err(|e| Failure::new("git", e))?;
     (state.on_git_contact)();
-    let short = commit.get(..12).unwrap_or(&commit).to_string();
+    let short = revision.short().to_string();
+    let commit = revision.commit.clone().unwrap_or_default();
     let client = state
         .client
         .get_or_try_init(|| client_for(&state.target))
         .await
         .map_err(|e| Failure::new("kubernetes", e))?
         .clone();
-    let opts = SyncOptions::from_target(&state.target, &state.checkout_dir);
+    let opts = SyncOptions::from_target(&state.target, &revision.root);
     let span = tracing::info_span!("sync_pass", target = %name, commit = %short);
     let started = Instant::now();
     let result = sync_target(&client, &opts).instrument(span).await;

@@ -10,7 +10,7 @@
 //! running. A stopped task finishes the step it is in (a push, an apply).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -22,10 +22,10 @@ use super::state::{Routes, Secrets, Shared};
 use super::sync_loop::{self, SyncState};
 use super::update_loop::{self, UpdateState};
 use crate::config::{Config, Target};
-use crate::git::Auth;
 use crate::policy::ImagePolicy;
 use crate::registry::transport::ClientOptions;
 use crate::registry::{ScanOptions, Scanner};
+use crate::sync::Source;
 use crate::update::Settings;
 
 /// A configuration and its policies, as loaded from disk.
@@ -96,13 +96,12 @@ impl TaskSet {
                     .map_err(|e| e.to_string())?,
             )
         };
-        let auth = Auth::from_config(config.repository.auth.as_ref().map(|a| &a.value))
-            .map_err(|e| e.to_string())?;
+        let source = Source::from_config(config, &loaded.config_dir).map_err(|e| e.to_string())?;
 
         let mut changes = Changes::default();
         self.retired.retain(|h| !h.is_finished());
         self.apply_update(loaded, settings, &mut changes);
-        self.apply_sync(loaded, &auth, &mut changes);
+        self.apply_sync(loaded, &source, &mut changes);
 
         if config.targets.is_empty() && loaded.policies.is_empty() {
             // Nothing will contact Git; there is nothing to wait for.
@@ -242,7 +241,7 @@ impl TaskSet {
         }
     }
 
-    fn apply_sync(&mut self, loaded: &Loaded, auth: &Auth, changes: &mut Changes) {
+    fn apply_sync(&mut self, loaded: &Loaded, source: &Source, changes: &mut Changes) {
         let config = &loaded.config;
         let wanted: BTreeMap<&str, &Target> = config
             .targets
@@ -258,13 +257,13 @@ impl TaskSet {
                 self.retire(r);
             }
         }
-        let repo = &config.repository;
         for (name, target) in wanted {
-            let checkout_dir = sync_checkout_dir(config, &loaded.config_dir, name);
-            let fp = format!(
-                "{target:?}|{}|{}|{auth:?}|{checkout_dir:?}",
-                repo.url.value, repo.branch.value
-            );
+            // Targets sync in parallel: each has a clone of its own.
+            let source = Source {
+                checkout_dir: source.checkout_dir.join(name),
+                ..source.clone()
+            };
+            let fp = format!("{target:?}|{source:?}");
             if self.syncs.get(name).map(|r| &r.fingerprint) == Some(&fp) {
                 continue;
             }
@@ -273,10 +272,7 @@ impl TaskSet {
             let shared = self.shared.clone();
             let state = Arc::new(SyncState::new(
                 target.clone(),
-                repo.url.value.clone(),
-                repo.branch.value.clone(),
-                auth.clone(),
-                checkout_dir,
+                source,
                 trigger.clone(),
                 Box::new(move || shared.set_ready()),
             ));
@@ -341,17 +337,4 @@ impl TaskSet {
             }
         }
     }
-}
-
-/// The clone a target's sync reads: `<checkoutDir>-sync/<target>`, apart from
-/// the update loop's clone (`repository.checkoutDir`, default `.capstan/repo`).
-pub fn sync_checkout_dir(config: &Config, config_dir: &Path, target: &str) -> PathBuf {
-    let base = config
-        .repository
-        .checkout_dir
-        .clone()
-        .unwrap_or_else(|| config_dir.join(".capstan").join("repo"));
-    let mut name = base.file_name().unwrap_or_default().to_os_string();
-    name.push("-sync");
-    base.with_file_name(name).join(target)
 }
