@@ -2,7 +2,8 @@
 //! served over smart HTTP and the real control plane (CAPSTAN_TEST_KUBECONFIG,
 //! or the local one of scripts/k8s-env; the test fails when there is none).
 //! A signed GitHub `push` webhook makes the daemon sync at once (the interval
-//! is one hour); a forged one is refused and triggers nothing.
+//! is one hour); a forged one is refused and triggers nothing. The daemon runs
+//! with `--leader-elect`: it writes only once it holds the Lease.
 
 mod daemon_support;
 mod support;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use capstan::daemon::webhook_auth::github_signature;
 use daemon_support::{Daemon, server_yaml, write};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use registry_support::registry::free_port;
 use support::cluster::TestNamespace;
@@ -63,7 +65,7 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
         dir.path(),
         "capstan.yaml",
         &format!(
-            "repository:\n  url: {url}\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    interval: 1h\n    healthTimeout: 30s\n{server}",
+            "repository:\n  url: {url}\nleaderElection:\n  namespace: {ns}\n  leaseDuration: 3s\n  renewDeadline: 2s\n  retryPeriod: 500ms\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    interval: 1h\n    healthTimeout: 30s\n{server}",
             url = git.url("fleet.git"),
             ns = ns.name,
             kc = kubeconfig_path(),
@@ -73,10 +75,12 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
             ),
         ),
     );
-    let mut d = Daemon::start(
+    let kubeconfig = kubeconfig_path();
+    let mut d = Daemon::start_with(
         &dir.path().join("capstan.yaml"),
         port,
-        &[("GH_SECRET", SECRET)],
+        &[("GH_SECRET", SECRET), ("KUBECONFIG", &kubeconfig)],
+        &["--leader-elect"],
         registry_support::push::client(None),
     );
     d.wait_up().await;
@@ -178,8 +182,12 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
     })
     .await;
     let short = &commit.trim()[..12];
-    d.wait_event("synced", &[("target", &ns.name), ("commit", short)], WAIT)
-        .await;
+    d.wait_event(
+        "synced",
+        &[("target", ns.name.as_str()), ("commit", short)],
+        WAIT,
+    )
+    .await;
 
     // (c) the sync series.
     let text = d.metrics().await;
@@ -194,6 +202,39 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
         assert!(text.contains(&series), "missing {series} in\n{text}");
     }
 
+    // The Lease was held while writing, and is released on SIGTERM.
+    let leases: kube::Api<Lease> = kube::Api::namespaced(ns.client.clone(), &ns.name);
+    let lease = leases
+        .get("capstan-leader")
+        .await
+        .expect("the Lease exists");
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        holder.ends_with(&format!("_{}", d.pid())),
+        "holder {holder:?}"
+    );
+    d.wait_event(
+        "leader election on; writes wait for the Lease",
+        &[("lease", "capstan-leader")],
+        WAIT,
+    )
+    .await;
+
     let status = d.terminate(Duration::from_secs(20)).await;
     assert!(status.success(), "{status}; log:\n{}", d.log());
+    let lease = leases
+        .get("capstan-leader")
+        .await
+        .expect("the Lease exists");
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        holder.is_empty(),
+        "the Lease is released on stop: {holder:?}"
+    );
 }

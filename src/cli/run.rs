@@ -13,6 +13,11 @@ use super::{EXIT_BAD_INPUT, EXIT_NOTHING};
 pub struct Args {
     #[arg(short, long, default_value = capstan::config::DEFAULT_FILE)]
     config: PathBuf,
+    /// Campaign for a Kubernetes Lease before writing, so that of several
+    /// replicas only one writes (default: `leaderElection.enabled`, else on
+    /// in a cluster).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    leader_elect: Option<bool>,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -23,7 +28,11 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_NOTHING);
         }
     };
-    let result = runtime.block_on(daemon::run(daemon::Options::new(args.config.clone())));
+    let options = daemon::Options {
+        leader_elect: args.leader_elect,
+        ..daemon::Options::new(args.config.clone())
+    };
+    let result = runtime.block_on(daemon::run(options));
     // Blocking steps (a Git push) that outlived the shutdown bound are not waited for.
     runtime.shutdown_background();
     match result {

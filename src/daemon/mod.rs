@@ -13,8 +13,12 @@
 //! - [`leader`]: leader election through a Kubernetes Lease.
 //!
 //! Leadership: writes (the Git writer, sync passes) wait while the
-//! `leader` receiver says `false`; [`Options::new`] makes this replica the
-//! leader for good, and leader election can hand in its own receiver.
+//! "am I the leader" receiver says `false`. With leader election on
+//! (`--leader-elect`, or `leaderElection` in the config) it comes from a
+//! [`leader::LeaderElector`] campaigning for a Lease (through `KUBECONFIG` or
+//! the in-cluster service account), which releases the Lease after the
+//! writers stopped; otherwise from [`Options::leader`] (always the leader
+//! with [`Options::new`]).
 
 pub mod leader;
 pub mod metrics;
@@ -45,8 +49,11 @@ pub const MAX_CONCURRENT_STEPS: usize = 8;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub config_path: PathBuf,
-    /// `true` while this replica may write; see the module documentation.
+    /// `true` while this replica may write when leader election is off; see
+    /// the module documentation.
     pub leader: watch::Receiver<bool>,
+    /// `--leader-elect[=true|false]`; `None`: as the configuration says.
+    pub leader_elect: Option<bool>,
 }
 
 impl Options {
@@ -56,6 +63,7 @@ impl Options {
         Options {
             config_path,
             leader,
+            leader_elect: None,
         }
     }
 }
@@ -76,6 +84,8 @@ pub enum DaemonError {
     Watch(#[from] reload::WatchError),
     #[error("cannot install the signal handlers: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("leader election: {0}")]
+    Leader(String),
 }
 
 /// Loads the configuration and its policies; every problem, located.
@@ -111,11 +121,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
     let shared = Arc::new(Shared::new(metrics.clone(), stop.clone()));
+    let election = start_election(&options, &loaded.config.leader_election).await?;
     let ctx = Context {
         metrics: metrics.clone(),
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_STEPS)),
         stop: stop.clone(),
-        leader: options.leader.clone(),
+        leader: election
+            .as_ref()
+            .map_or_else(|| options.leader.clone(), |e| e.leader.clone()),
     };
 
     let mut tasks = TaskSet::new(shared.clone(), ctx);
@@ -167,6 +180,15 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let finished = tokio::time::timeout(timeout, async {
         tasks.join().await;
         let _ = server.await;
+        // Only now that nothing writes may another replica take over.
+        if let Some(e) = election {
+            e.stop.cancel();
+            match e.handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "leader election"),
+                Err(err) => tracing::error!(error = %err, "leader election task"),
+            }
+        }
     })
     .await;
     match finished {
@@ -176,6 +198,41 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         }
     }
     Ok(())
+}
+
+/// A running leader election.
+struct Election {
+    leader: watch::Receiver<bool>,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), leader::LeaderError>>,
+}
+
+async fn start_election(
+    options: &Options,
+    config: &crate::config::LeaderElection,
+) -> Result<Option<Election>, DaemonError> {
+    if !leader::enabled(options.leader_elect, config) {
+        return Ok(None);
+    }
+    let lease = leader::LeaseConfig::from_config(config);
+    lease
+        .validate()
+        .map_err(|e| DaemonError::Leader(e.to_string()))?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        DaemonError::Leader(format!(
+            "no Kubernetes client (KUBECONFIG or in-cluster): {e}"
+        ))
+    })?;
+    tracing::info!(namespace = %lease.namespace, lease = %lease.name, "leader election on; writes wait for the Lease");
+    let elector = leader::LeaderElector::new(client, lease);
+    let rx = elector.subscribe();
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(elector.run(stop.clone().cancelled_owned()));
+    Ok(Some(Election {
+        leader: rx,
+        stop,
+        handle,
+    }))
 }
 
 /// Loads the changed configuration and applies it; `None` keeps the old one.

@@ -19,11 +19,24 @@ impl Daemon {
     /// Starts `capstan run -c <config>` in the config's folder, with `env`;
     /// `http` talks to it (`registry_support::push::client(None)`).
     pub fn start(config: &Path, port: u16, env: &[(&str, &str)], http: reqwest::Client) -> Daemon {
+        Daemon::start_with(config, port, env, &[], http)
+    }
+
+    /// As [`Daemon::start`], with more arguments for `run`.
+    pub fn start_with(
+        config: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        run_args: &[&str],
+        http: reqwest::Client,
+    ) -> Daemon {
         let dir = config.parent().expect("config folder");
         let log = dir.join(format!("capstan-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("capstan"));
-        cmd.args(["--log-format", "json", "run", "-c"])
+        cmd.args(["--log-format", "json", "run"])
+            .args(run_args)
+            .arg("-c")
             .arg(config)
             .current_dir(dir)
             .env_remove("CAPSTAN_LOG")
@@ -40,6 +53,10 @@ impl Daemon {
             log,
             http,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {
