@@ -61,12 +61,15 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
     );
     let git = GitHttpServer::start(&dir.path().join("srv"), None);
     let port = free_port();
+    // The forge: GitHub events are judged against `acme/fleet` (no call is made here).
+    let github = wiremock::MockServer::start().await;
     write(
         dir.path(),
         "capstan.yaml",
         &format!(
-            "repository:\n  url: {url}\nleaderElection:\n  namespace: {ns}\n  leaseDuration: 3s\n  renewDeadline: 2s\n  retryPeriod: 500ms\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    interval: 1h\n    healthTimeout: 30s\n{server}",
+            "repository:\n  url: {url}\nforge: {{kind: github, apiUrl: '{api}', owner: acme, repo: fleet}}\nleaderElection:\n  namespace: {ns}\n  leaseDuration: 3s\n  renewDeadline: 2s\n  retryPeriod: 500ms\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    interval: 1h\n    healthTimeout: 30s\n{server}",
             url = git.url("fleet.git"),
+            api = github.uri(),
             ns = ns.name,
             kc = kubeconfig_path(),
             server = server_yaml(
@@ -79,7 +82,11 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
     let mut d = Daemon::start_with(
         &dir.path().join("capstan.yaml"),
         port,
-        &[("GH_SECRET", SECRET), ("KUBECONFIG", &kubeconfig)],
+        &[
+            ("GH_SECRET", SECRET),
+            ("KUBECONFIG", &kubeconfig),
+            ("GITHUB_TOKEN", "test-token"),
+        ],
         &["--leader-elect"],
         registry_support::push::client(None),
     );
@@ -102,7 +109,9 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
     let commit = repo.human_commit("add second", &[("app/second.yaml", &configmap("second"))]);
     let push = serde_json::json!({
         "ref": "refs/heads/main",
+        "before": "0000000000000000000000000000000000000000",
         "after": commit.trim(),
+        "deleted": false,
         "repository": { "full_name": "acme/fleet" },
     })
     .to_string()
@@ -159,6 +168,42 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
         "{text}"
     );
     assert!(api.get_opt("second").await.expect("get").is_none());
+
+    // Signed, but not about the base branch of acme/fleet: 200, nothing to do.
+    let signed = |body: &[u8]| github_signature(SECRET.as_bytes(), body);
+    for (event, body, why) in [
+        (
+            "push",
+            serde_json::json!({"ref": "refs/heads/main", "after": "a", "deleted": false, "repository": {"full_name": "other/repo"}}),
+            "event from `other/repo`",
+        ),
+        (
+            "pull_request",
+            serde_json::json!({"action": "closed", "repository": {"full_name": "acme/fleet"}, "pull_request": {"number": 7, "merged": false, "base": {"ref": "main"}, "head": {"ref": "capstan/app"}}}),
+            "closed without merge",
+        ),
+    ] {
+        let body = body.to_string().into_bytes();
+        let (status, text) = d
+            .post(
+                "/hooks/github",
+                &[
+                    ("x-github-event", event),
+                    ("x-hub-signature-256", &signed(&body)),
+                ],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains(why), "{text}");
+    }
+    assert!(
+        github
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
 
     // Signed: 202, and the new commit is applied.
     let (status, body) = d

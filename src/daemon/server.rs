@@ -31,6 +31,7 @@ use super::metrics::WebhookLabel;
 use super::state::Shared;
 use super::webhook_auth::{bearer, github_signature_ok, token_ok};
 use crate::registry::webhook;
+use crate::update::pr_events::{self, Reaction};
 
 /// Serves until `shared.stop` is cancelled; requests in flight then finish.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
@@ -152,6 +153,13 @@ async fn github_hook(
             return message(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}"));
         }
     };
+    if let Some(rules) = &routes.github
+        && matches!(event, "push" | "pull_request" | "pull_request_review")
+    {
+        let response = pr_reaction(&shared, &routes, rules, event, delivery, &body);
+        count(&shared, EP, "accepted");
+        return response;
+    }
     let branch_ref = format!("refs/heads/{}", routes.branch);
     let str_at = |ptr: &str| payload.pointer(ptr).and_then(Value::as_str);
     let response = match event {
@@ -209,6 +217,79 @@ async fn github_hook(
     };
     count(&shared, EP, "accepted");
     response
+}
+
+/// `push`, `pull_request` and `pull_request_review` judged by
+/// [`pr_events`]: sync when the base branch moved, merge an approved capstan
+/// pull request when its status is green.
+fn pr_reaction(
+    shared: &Arc<Shared>,
+    routes: &super::state::Routes,
+    rules: &super::state::GitHubRules,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+) -> Response {
+    let parsed = match pr_events::parse(event, body) {
+        Ok(e) => e,
+        Err(e) => {
+            shared.metrics.error("webhook_payload");
+            return message(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    let reaction = pr_events::react(
+        &parsed,
+        &pr_events::Rules {
+            repository: &rules.repository,
+            base_branch: &rules.base_branch,
+            branch_template: &rules.branch_template,
+            auto_merge: rules.auto_merge,
+        },
+    );
+    match reaction {
+        Reaction::TriggerSync { commit, reason } => {
+            tracing::info!(delivery, commit = %commit, reason = %reason, "GitHub event: syncing");
+            let targets = shared.trigger_all_syncs("webhook");
+            reply(StatusCode::ACCEPTED, json!({ "sync": targets }))
+        }
+        Reaction::MergeIfGreen {
+            number,
+            sha,
+            policy,
+        } => {
+            let Some(forge) = routes.forge.clone() else {
+                return ignored("approved, but no forge is configured to merge with");
+            };
+            let metrics = shared.metrics.clone();
+            tracing::info!(delivery, policy = %policy, pull_request = number, commit = %sha, "approved capstan pull request: merging when green");
+            let reply_body = json!({ "merge": number, "policy": policy });
+            tokio::spawn(async move {
+                let result = pr_events::merge_if_green(forge.0.as_ref(), number, &sha).await;
+                let outcome = if result.is_ok() { "success" } else { "failure" };
+                metrics
+                    .forge_calls
+                    .get_or_create(&super::metrics::ForgeCall {
+                        operation: "merge_if_green",
+                        result: outcome,
+                    })
+                    .inc();
+                match result {
+                    Ok(pr_events::Merge::Merged(commit)) => {
+                        tracing::info!(policy = %policy, pull_request = number, commit = %commit, "merged")
+                    }
+                    Ok(pr_events::Merge::Waiting(why)) => {
+                        tracing::info!(policy = %policy, pull_request = number, reason = %why, "not merged yet")
+                    }
+                    Err(e) => {
+                        metrics.error("forge");
+                        tracing::warn!(policy = %policy, pull_request = number, error = %e, "merge failed")
+                    }
+                }
+            });
+            reply(StatusCode::ACCEPTED, reply_body)
+        }
+        Reaction::Nothing(why) => ignored(&why),
+    }
 }
 
 fn ignored(why: &str) -> Response {

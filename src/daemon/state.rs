@@ -62,6 +62,27 @@ impl Secrets {
     }
 }
 
+/// How GitHub events about the manifests repository are judged
+/// ([`crate::update::pr_events`]); known when a forge is configured.
+#[derive(Debug, Clone)]
+pub struct GitHubRules {
+    /// `owner/repo`.
+    pub repository: String,
+    pub base_branch: String,
+    pub branch_template: String,
+    pub auto_merge: bool,
+}
+
+/// The forge, for reactions that call it (merge on approval).
+#[derive(Clone)]
+pub struct ForgeHandle(pub Arc<dyn crate::forge::Forge>);
+
+impl std::fmt::Debug for ForgeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Forge")
+    }
+}
+
 /// The names triggers can reach, and how requests are checked.
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
@@ -74,6 +95,8 @@ pub struct Routes {
     pub branch: String,
     pub secrets: Secrets,
     pub max_body_bytes: u64,
+    pub github: Option<GitHubRules>,
+    pub forge: Option<ForgeHandle>,
 }
 
 /// Shared by the server and the tasks.

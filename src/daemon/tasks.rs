@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::{self, Context, Schedule, TaskName};
-use super::state::{Routes, Secrets, Shared};
+use super::state::{ForgeHandle, GitHubRules, Routes, Secrets, Shared};
 use super::sync_loop::{self, SyncState};
 use super::update_loop::{self, UpdateState};
 use crate::config::{Config, Target};
@@ -107,6 +107,22 @@ impl TaskSet {
             // Nothing will contact Git; there is nothing to wait for.
             self.shared.set_ready();
         }
+        let github = config
+            .forge_repository()
+            .filter(|_| config.forge.kind != crate::config::ForgeKind::None)
+            .map(|(owner, repo)| GitHubRules {
+                repository: format!("{owner}/{repo}"),
+                base_branch: config.base_branch().to_string(),
+                branch_template: config.pull_request_branch_template().to_string(),
+                auto_merge: config.update.pull_request.auto_merge,
+            });
+        let forge = match crate::forge::from_config(config) {
+            Ok(f) => f.map(ForgeHandle),
+            Err(e) => {
+                tracing::warn!(error = %e, "no forge: merges on approval are not carried out");
+                None
+            }
+        };
         self.shared.set_routes(Routes {
             sync: self
                 .syncs
@@ -122,6 +138,8 @@ impl TaskSet {
             branch: config.repository.branch.value.clone(),
             secrets: Secrets::from_env(&config.server),
             max_body_bytes: config.server.max_body_bytes.value,
+            github,
+            forge,
         });
         Ok(changes)
     }
