@@ -184,6 +184,10 @@ fn example_configuration_and_policy_are_valid() {
     let config = capstan::config::Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.targets.len(), 1);
     assert_eq!(config.leader_election.lease_name.value, "capstan-leader");
+    assert_eq!(
+        config.server.address.value, "0.0.0.0:8080",
+        "the probes reach the Pod's address"
+    );
     let policies = capstan::policy::load_dir(config.policies_dir())
         .unwrap_or_else(|e| panic!("{:?}", e.errors()));
     assert_eq!(policies.len(), 1);
