@@ -61,8 +61,24 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
     );
     let git = GitHttpServer::start(&dir.path().join("srv"), None);
     let port = free_port();
-    // The forge: GitHub events are judged against `acme/fleet` (no call is made here).
+    // The forge: GitHub's documented answer to a commit status; events are
+    // judged against `acme/fleet`.
     let github = wiremock::MockServer::start().await;
+    let created: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/github/create-commit-status.json"
+        ))
+        .expect("fixture"),
+    )
+    .expect("fixture JSON");
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path_regex(
+            "^/repos/acme/fleet/statuses/[0-9a-f]{40}$",
+        ))
+        .respond_with(wiremock::ResponseTemplate::new(201).set_body_json(created))
+        .mount(&github)
+        .await;
     write(
         dir.path(),
         "capstan.yaml",
@@ -197,12 +213,10 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
         assert_eq!(status, 200, "{text}");
         assert!(text.contains(why), "{text}");
     }
+    let calls = github.received_requests().await.unwrap_or_default();
     assert!(
-        github
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
+        calls.iter().all(|r| r.url.path().contains("/statuses/")),
+        "only commit statuses so far: {calls:?}"
     );
 
     // Signed: 202, and the new commit is applied.
@@ -234,6 +248,28 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
     )
     .await;
 
+    // Statuses on the applied commit: pending, then success, under capstan/<target>.
+    let context = format!("capstan/{}", ns.name);
+    let statuses: Vec<(String, String)> = github
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with(commit.trim()))
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+            assert_eq!(body["context"], context.as_str(), "{body}");
+            (
+                body["state"].as_str().unwrap_or_default().to_string(),
+                body["description"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert_eq!(statuses[0].0, "pending");
+    assert_eq!(statuses[1].0, "success");
+    assert!(statuses[1].1.contains("1 created"), "{statuses:?}");
+
     // (c) the sync series.
     let text = d.metrics().await;
     let target = format!("target=\"{}\"", ns.name);
@@ -243,6 +279,7 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
         format!("capstan_sync_objects_applied_total{{{target}}} 2"),
         format!("capstan_sync_last_success_timestamp_seconds{{{target}}}"),
         "capstan_triggers_total{loop=\"sync\",source=\"webhook\"} 1".to_string(),
+        "capstan_forge_calls_total{operation=\"commit_status\",result=\"success\"} 4".to_string(),
     ] {
         assert!(text.contains(&series), "missing {series} in\n{text}");
     }

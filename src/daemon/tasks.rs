@@ -98,10 +98,17 @@ impl TaskSet {
         };
         let source = Source::from_config(config, &loaded.config_dir).map_err(|e| e.to_string())?;
 
+        let forge = match crate::forge::from_config(config) {
+            Ok(f) => f.map(ForgeHandle),
+            Err(e) => {
+                tracing::warn!(error = %e, "no forge: commit statuses and merges on approval are off");
+                None
+            }
+        };
         let mut changes = Changes::default();
         self.retired.retain(|h| !h.is_finished());
         self.apply_update(loaded, settings, &mut changes);
-        self.apply_sync(loaded, &source, &mut changes);
+        self.apply_sync(loaded, &source, forge.as_ref(), &mut changes);
 
         if config.targets.is_empty() && loaded.policies.is_empty() {
             // Nothing will contact Git; there is nothing to wait for.
@@ -116,13 +123,6 @@ impl TaskSet {
                 branch_template: config.pull_request_branch_template().to_string(),
                 auto_merge: config.update.pull_request.auto_merge,
             });
-        let forge = match crate::forge::from_config(config) {
-            Ok(f) => f.map(ForgeHandle),
-            Err(e) => {
-                tracing::warn!(error = %e, "no forge: merges on approval are not carried out");
-                None
-            }
-        };
         self.shared.set_routes(Routes {
             sync: self
                 .syncs
@@ -259,7 +259,13 @@ impl TaskSet {
         }
     }
 
-    fn apply_sync(&mut self, loaded: &Loaded, source: &Source, changes: &mut Changes) {
+    fn apply_sync(
+        &mut self,
+        loaded: &Loaded,
+        source: &Source,
+        forge: Option<&ForgeHandle>,
+        changes: &mut Changes,
+    ) {
         let config = &loaded.config;
         let wanted: BTreeMap<&str, &Target> = config
             .targets
@@ -281,7 +287,7 @@ impl TaskSet {
                 checkout_dir: source.checkout_dir.join(name),
                 ..source.clone()
             };
-            let fp = format!("{target:?}|{source:?}");
+            let fp = format!("{target:?}|{source:?}|{:?}", config.forge);
             if self.syncs.get(name).map(|r| &r.fingerprint) == Some(&fp) {
                 continue;
             }
@@ -292,6 +298,7 @@ impl TaskSet {
                 target.clone(),
                 source,
                 trigger.clone(),
+                forge.cloned(),
                 Box::new(move || shared.set_ready()),
             ));
             let interval = target.interval.0;
