@@ -1,0 +1,173 @@
+# Sourced by scripts/quickstart and scripts/bench-latency: builds and starts the local
+# stack (control plane, registry, Git server with manifests-example/, `capstan run`) on
+# loopback, and defines the probes both use. Expects ROOT, STATE, say, die.
+# shellcheck shell=bash
+
+# --- 1. what a fresh machine lacks ---------------------------------------------------
+say "checking packages (docker-registry, git, OpenSSL headers, pkg-config)"
+scripts/lib/install-packages docker-registry git libssl-dev pkg-config python3
+
+say "building capstan (release)"
+cargo build --release --locked --bin capstan 2>&1 | tail -n 1
+CAPSTAN=$ROOT/target/release/capstan
+
+say "building the Kubernetes control plane (cached after the first time)"
+scripts/k8s-env build >"$ROOT/target/quickstart-k8s-build.log" 2>&1 ||
+  { tail -n 30 "$ROOT/target/quickstart-k8s-build.log" >&2; die "control plane build failed"; }
+
+# --- 2. a clean state folder and cleanup on exit --------------------------------------
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  CAPSTAN_K8S_STATE=$STATE/k8s scripts/k8s-env down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+if [ -d "$STATE" ]; then
+  CAPSTAN_K8S_STATE=$STATE/k8s scripts/k8s-env down >/dev/null 2>&1 || true
+  rm -rf "$STATE"
+fi
+mkdir -p "$STATE"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+wait_port() { # port what
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  die "$2 did not start listening on 127.0.0.1:$1"
+}
+
+REG_PORT=$(free_port)
+GIT_PORT=$(free_port)
+CAPSTAN_PORT=$(free_port)
+REGISTRY=127.0.0.1:$REG_PORT
+IMAGE=$REGISTRY/stefanprodan/podinfo
+export CAPSTAN_REGISTRY_TOKEN
+CAPSTAN_REGISTRY_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+
+# --- 3. the cluster --------------------------------------------------------------------
+say "starting the control plane (etcd, kube-apiserver, controllers, kwok nodes)"
+CAPSTAN_K8S_STATE=$STATE/k8s scripts/k8s-env up >"$STATE/k8s-up.log" 2>&1 ||
+  { tail -n 30 "$STATE/k8s-up.log" >&2; die "control plane did not start"; }
+KUBECONFIG=$(CAPSTAN_K8S_STATE=$STATE/k8s scripts/k8s-env kubeconfig)
+export KUBECONFIG
+KUBECTL=$(scripts/k8s-env bin)/kubectl
+
+# --- 4. the registry, notifying capstan of every push -----------------------------------
+say "starting a container registry on $REGISTRY (notifications -> capstan)"
+mkdir -p "$STATE/registry"
+cat >"$STATE/registry/config.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $STATE/registry/data}
+  delete: {enabled: true}
+http:
+  addr: $REGISTRY
+notifications:
+  endpoints:
+    - name: capstan
+      url: http://127.0.0.1:$CAPSTAN_PORT/hooks/registry
+      headers:
+        Authorization: [Bearer $CAPSTAN_REGISTRY_TOKEN]
+      timeout: 2s
+      threshold: 5
+      backoff: 1s
+      ignoredmediatypes: [application/octet-stream]
+EOF
+docker-registry serve "$STATE/registry/config.yml" >"$STATE/registry.log" 2>&1 &
+pids+=($!)
+wait_port "$REG_PORT" "the registry"
+python3 scripts/lib/local_peers.py push-image "$REGISTRY" stefanprodan/podinfo 6.5.0 \
+  --label org.opencontainers.image.source=https://github.com/stefanprodan/podinfo >/dev/null
+
+# --- 5. the Git server with manifests-example/ as the repository -------------------------
+say "starting a Git server (smart HTTP) on 127.0.0.1:$GIT_PORT with manifests-example/"
+mkdir -p "$STATE/git" "$STATE/seed"
+git init -q --bare -b main "$STATE/git/fleet"
+git -C "$STATE/git/fleet" config http.receivepack true
+cp -r manifests-example/. "$STATE/seed/"
+sed -i "s#ghcr.io/stefanprodan/podinfo#$IMAGE#" "$STATE/seed/deployment.yaml"
+git -C "$STATE/seed" init -q -b main
+git -C "$STATE/seed" add -A
+git -C "$STATE/seed" -c user.name=quickstart -c user.email=quickstart@example.invalid commit -q -m "podinfo manifests"
+git -C "$STATE/seed" push -q "$STATE/git/fleet" main
+python3 scripts/lib/local_peers.py git-http "$STATE/git" "$GIT_PORT" >"$STATE/git-http.log" 2>&1 &
+pids+=($!)
+wait_port "$GIT_PORT" "the Git server"
+
+# --- 6. capstan ---------------------------------------------------------------------------
+mkdir -p "$STATE/capstan/policies"
+cat >"$STATE/capstan/policies/podinfo.yaml" <<EOF
+apiVersion: capstan.dev/v1alpha1
+kind: ImagePolicy
+metadata:
+  name: podinfo
+spec:
+  image: $IMAGE
+  policy:
+    semver:
+      range: '>=6.0.0 <7.0.0'
+EOF
+cat >"$STATE/capstan/capstan.yaml" <<EOF
+repository:
+  url: http://127.0.0.1:$GIT_PORT/fleet
+  branch: main
+registries:
+  - host: $REGISTRY
+    insecure: true
+policies: policies/
+update:
+  mode: push
+  interval: 1h        # the registry's notification triggers the update at once
+targets:
+  - name: quickstart
+    path: .
+    kubeconfig: $KUBECONFIG
+    namespace: podinfo
+    prune: true
+    interval: 1h      # capstan's own push triggers the sync at once
+    healthTimeout: 2m
+server:
+  address: 127.0.0.1:$CAPSTAN_PORT
+  registryWebhookTokenEnv: CAPSTAN_REGISTRY_TOKEN
+EOF
+say "starting capstan run (log: $STATE/capstan.log)"
+CAPSTAN_LOG=${CAPSTAN_LOG:-info} "$CAPSTAN" --log-format json run -c "$STATE/capstan/capstan.yaml" \
+  >"$STATE/capstan.log" 2>&1 &
+CAPSTAN_PID=$!
+pids+=("$CAPSTAN_PID")
+wait_port "$CAPSTAN_PORT" "capstan"
+
+wait_for() { # seconds description command...
+  local limit=$1 what=$2; shift 2
+  local deadline=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$CAPSTAN_PID" 2>/dev/null; then
+      tail -n 20 "$STATE/capstan.log" >&2; die "capstan stopped while waiting for: $what"
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] || { tail -n 20 "$STATE/capstan.log" >&2; die "timed out waiting for: $what"; }
+    sleep 0.1
+  done
+}
+deployment_image() { "$KUBECTL" -n podinfo get deployment podinfo -o jsonpath='{.spec.template.spec.containers[0].image}' 2>/dev/null; }
+pods_ready() {
+  local want
+  want=$("$KUBECTL" -n podinfo get deployment podinfo -o jsonpath='{.spec.replicas}/{.metadata.generation}' 2>/dev/null)
+  local have
+  have=$("$KUBECTL" -n podinfo get deployment podinfo -o jsonpath='{.status.readyReplicas}/{.status.observedGeneration}' 2>/dev/null)
+  [ -n "$want" ] && [ "$want" = "$have" ] &&
+    [ "$("$KUBECTL" -n podinfo get deployment podinfo -o jsonpath='{.status.updatedReplicas}')" = "${want%/*}" ]
+}
+image_is() { [ "$(deployment_image)" = "$1" ]; }
+git_head() { git ls-remote "http://127.0.0.1:$GIT_PORT/fleet" refs/heads/main | cut -f1; }
+log_has() { grep -q "$1" "$STATE/capstan.log"; }
+
+stack_wait_for_first_sync() {
+  say "waiting for the first sync (podinfo 6.5.0, 2 Pods Ready)"
+  wait_for 120 "the first sync" image_is "$IMAGE:6.5.0"
+  wait_for 120 "the first Pods Ready" pods_ready
+}
