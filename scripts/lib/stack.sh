@@ -11,9 +11,13 @@ say "building capstan (release)"
 cargo build --release --locked --bin capstan 2>&1 | tail -n 1
 CAPSTAN=$ROOT/target/release/capstan
 
-say "building the Kubernetes control plane (cached after the first time)"
-scripts/k8s-env build >"$ROOT/target/quickstart-k8s-build.log" 2>&1 ||
-  { tail -n 30 "$ROOT/target/quickstart-k8s-build.log" >&2; die "control plane build failed"; }
+say "building the Kubernetes control plane and Gitea from their Go modules (cached after the first time)"
+scripts/k8s-env build >"$ROOT/target/stack-k8s-build.log" 2>&1 &
+k8s_build=$!
+scripts/gitea-env build >"$ROOT/target/stack-gitea-build.log" 2>&1 ||
+  { tail -n 30 "$ROOT/target/stack-gitea-build.log" >&2; die "Gitea build failed"; }
+wait "$k8s_build" ||
+  { tail -n 30 "$ROOT/target/stack-k8s-build.log" >&2; die "control plane build failed"; }
 
 # --- 2. a clean state folder and cleanup on exit --------------------------------------
 pids=()
@@ -21,10 +25,12 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   CAPSTAN_K8S_STATE=$STATE/k8s scripts/k8s-env down >/dev/null 2>&1 || true
+  CAPSTAN_GITEA_STATE=$STATE/gitea scripts/gitea-env down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 if [ -d "$STATE" ]; then
   CAPSTAN_K8S_STATE=$STATE/k8s scripts/k8s-env down >/dev/null 2>&1 || true
+  CAPSTAN_GITEA_STATE=$STATE/gitea scripts/gitea-env down >/dev/null 2>&1 || true
   rm -rf "$STATE"
 fi
 mkdir -p "$STATE"
@@ -41,7 +47,6 @@ wait_port() { # port what
 }
 
 REG_PORT=$(free_port)
-GIT_PORT=$(free_port)
 CAPSTAN_PORT=$(free_port)
 REGISTRY=127.0.0.1:$REG_PORT
 IMAGE=$REGISTRY/stefanprodan/podinfo
@@ -81,23 +86,38 @@ EOF
 docker-registry serve "$STATE/registry/config.yml" >"$STATE/registry.log" 2>&1 &
 pids+=($!)
 wait_port "$REG_PORT" "the registry"
-python3 scripts/lib/local_peers.py push-image "$REGISTRY" stefanprodan/podinfo 6.5.0 \
+python3 scripts/lib/push_image.py "$REGISTRY" stefanprodan/podinfo 6.5.0 \
   --label org.opencontainers.image.source=https://github.com/stefanprodan/podinfo >/dev/null
 
-# --- 5. the Git server with manifests-example/ as the repository -------------------------
-say "starting a Git server (smart HTTP) on 127.0.0.1:$GIT_PORT with manifests-example/"
-mkdir -p "$STATE/git" "$STATE/seed"
-git init -q --bare -b main "$STATE/git/fleet"
-git -C "$STATE/git/fleet" config http.receivepack true
+# --- 5. the forge: a real Gitea holding manifests-example/ ---------------------------------
+say "starting Gitea (Git server + commit statuses) with manifests-example/ as the repository"
+CAPSTAN_GITEA_STATE=$STATE/gitea scripts/gitea-env up >"$STATE/gitea-up.log" 2>&1 ||
+  { tail -n 30 "$STATE/gitea-up.log" >&2; die "Gitea did not start"; }
+GITEA_URL=$(CAPSTAN_GITEA_STATE=$STATE/gitea scripts/gitea-env url)
+GITEA_USER=$(CAPSTAN_GITEA_STATE=$STATE/gitea scripts/gitea-env user)
+export GITEA_TOKEN
+GITEA_TOKEN=$(CAPSTAN_GITEA_STATE=$STATE/gitea scripts/gitea-env token)
+export CAPSTAN_HOOK_SECRET
+CAPSTAN_HOOK_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+gitea_api() { # method path [json]
+  curl -sf -X "$1" -H "Authorization: token $GITEA_TOKEN" -H 'Content-Type: application/json' \
+    ${3:+--data "$3"} "$GITEA_URL/api/v1$2"
+}
+gitea_api POST /user/repos '{"name":"fleet","default_branch":"main","private":false}' >/dev/null ||
+  die "cannot create the repository on Gitea"
+# Gitea signs its push webhooks like GitHub (X-GitHub-Event, X-Hub-Signature-256).
+gitea_api POST "/repos/$GITEA_USER/fleet/hooks" "{\"type\":\"gitea\",\"active\":true,\"events\":[\"push\"],\"config\":{\"url\":\"http://127.0.0.1:$CAPSTAN_PORT/hooks/github\",\"content_type\":\"json\",\"secret\":\"$CAPSTAN_HOOK_SECRET\"}}" >/dev/null ||
+  die "cannot add the push webhook on Gitea"
+REPO_URL=$GITEA_URL/$GITEA_USER/fleet.git
+mkdir -p "$STATE/seed"
 cp -r manifests-example/. "$STATE/seed/"
 sed -i "s#ghcr.io/stefanprodan/podinfo#$IMAGE#" "$STATE/seed/deployment.yaml"
 git -C "$STATE/seed" init -q -b main
 git -C "$STATE/seed" add -A
 git -C "$STATE/seed" -c user.name=quickstart -c user.email=quickstart@example.invalid commit -q -m "podinfo manifests"
-git -C "$STATE/seed" push -q "$STATE/git/fleet" main
-python3 scripts/lib/local_peers.py git-http "$STATE/git" "$GIT_PORT" >"$STATE/git-http.log" 2>&1 &
-pids+=($!)
-wait_port "$GIT_PORT" "the Git server"
+basic=$(printf '%s:%s' "$GITEA_USER" "$GITEA_TOKEN" | base64 -w0)
+seed_git() { git -C "$STATE/seed" -c "http.extraHeader=Authorization: Basic $basic" "$@"; }
+seed_git push -q "$REPO_URL" main
 
 # --- 6. capstan ---------------------------------------------------------------------------
 mkdir -p "$STATE/capstan/policies"
@@ -114,8 +134,17 @@ spec:
 EOF
 cat >"$STATE/capstan/capstan.yaml" <<EOF
 repository:
-  url: http://127.0.0.1:$GIT_PORT/fleet
+  url: $REPO_URL
   branch: main
+  auth:
+    tokenEnv: GITEA_TOKEN
+    username: $GITEA_USER
+forge:
+  kind: gitea
+  apiUrl: $GITEA_URL
+  owner: $GITEA_USER
+  repo: fleet
+  tokenEnv: GITEA_TOKEN
 registries:
   - host: $REGISTRY
     insecure: true
@@ -134,6 +163,7 @@ targets:
 server:
   address: 127.0.0.1:$CAPSTAN_PORT
   registryWebhookTokenEnv: CAPSTAN_REGISTRY_TOKEN
+  githubWebhookSecretEnv: CAPSTAN_HOOK_SECRET
 EOF
 say "starting capstan run (log: $STATE/capstan.log)"
 CAPSTAN_LOG=${CAPSTAN_LOG:-info} "$CAPSTAN" --log-format json run -c "$STATE/capstan/capstan.yaml" \
@@ -163,7 +193,8 @@ pods_ready() {
     [ "$("$KUBECTL" -n podinfo get deployment podinfo -o jsonpath='{.status.updatedReplicas}')" = "${want%/*}" ]
 }
 image_is() { [ "$(deployment_image)" = "$1" ]; }
-git_head() { git ls-remote "http://127.0.0.1:$GIT_PORT/fleet" refs/heads/main | cut -f1; }
+git_head() { seed_git ls-remote "$REPO_URL" refs/heads/main | cut -f1; }
+commit_state() { gitea_api GET "/repos/$GITEA_USER/fleet/commits/$1/status" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("state",""))'; }
 log_has() { grep -q "$1" "$STATE/capstan.log"; }
 
 stack_wait_for_first_sync() {

@@ -1,26 +1,17 @@
 #!/usr/bin/env python3
-"""Local stand-ins for a company's peers, for scripts/quickstart and scripts/bench-latency.
+"""Pushes images to a registry, for scripts/quickstart and scripts/bench-latency.
 
 Standard library only, so a fresh machine needs nothing but python3:
 
-  push-image REGISTRY REPOSITORY TAG [--label KEY=VALUE]...
+  push_image.py REGISTRY REPOSITORY TAG [--label KEY=VALUE]...
       Pushes a small OCI image (a real config blob with `created` and labels, one
       layer) through the registry's HTTP API, as `docker push` does, and prints
       the manifest digest.
-
-  git-http ROOT PORT
-      Serves the bare repositories under ROOT over Git's smart HTTP protocol on
-      127.0.0.1:PORT by running `git http-backend` (CGI) for each request; pushes
-      are allowed (the repositories need `http.receivepack = true`).
 """
 
 import datetime
 import hashlib
-import http.server
 import json
-import os
-import socketserver
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -93,83 +84,17 @@ def push_image(registry, repository, tag, labels):
     print("sha256:" + hashlib.sha256(manifest).hexdigest())
 
 
-class _GitHandler(http.server.BaseHTTPRequestHandler):
-    root = "."
-
-    def _cgi(self):
-        path, _, query = self.path.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        env = dict(os.environ)
-        env.update(
-            {
-                "GIT_PROJECT_ROOT": self.root,
-                "GIT_HTTP_EXPORT_ALL": "1",
-                "REQUEST_METHOD": self.command,
-                "PATH_INFO": path,
-                "QUERY_STRING": query,
-                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                "CONTENT_LENGTH": str(len(body)),
-                "REMOTE_USER": "quickstart",
-                "REMOTE_ADDR": self.client_address[0],
-                "GIT_HTTP_MAX_REQUEST_BUFFER": "100M",
-            }
-        )
-        if self.headers.get("Content-Encoding"):
-            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        if self.headers.get("Git-Protocol"):
-            env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
-        out = subprocess.run(
-            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
-        ).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        if not _:
-            head, _, payload = out.partition(b"\n\n")
-        status = 200
-        headers = []
-        for line in head.decode("latin-1").splitlines():
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            elif name:
-                headers.append((name, value.strip()))
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = _cgi
-    do_POST = _cgi
-
-    def log_message(self, fmt, *args):  # quiet: the quickstart prints its own steps
-        pass
-
-
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-
-def git_http(root, port):
-    _GitHandler.root = os.path.abspath(root)
-    with _Server(("127.0.0.1", int(port)), _GitHandler) as server:
-        server.serve_forever()
-
-
 def main(argv):
-    if len(argv) >= 4 and argv[0] == "push-image":
+    if len(argv) >= 3:
         labels = {}
-        rest = argv[4:]
+        rest = argv[3:]
         while rest:
             if rest[0] != "--label" or len(rest) < 2 or "=" not in rest[1]:
-                raise SystemExit(f"push-image: unexpected argument {rest[0]!r}")
+                raise SystemExit(f"push_image.py: unexpected argument {rest[0]!r}")
             key, _, value = rest[1].partition("=")
             labels[key] = value
             rest = rest[2:]
-        push_image(argv[1], argv[2], argv[3], labels)
-    elif len(argv) == 3 and argv[0] == "git-http":
-        git_http(argv[1], argv[2])
+        push_image(argv[0], argv[1], argv[2], labels)
     else:
         raise SystemExit(__doc__)
 
