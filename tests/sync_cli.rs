@@ -48,6 +48,26 @@ async fn capstan(args: Vec<String>) -> std::process::Output {
         .unwrap()
 }
 
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// GitHub's documented answers to creating a deployment (id 1) and its statuses.
+async fn mock_deployments(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path_regex("^/repos/acme/fleet/deployments$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("deployment.json")))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/repos/acme/fleet/deployments/1/statuses$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("deployment-status.json")))
+        .mount(server)
+        .await;
+}
+
+/// Every request the forge received: path and JSON body.
 async fn statuses(server: &MockServer) -> Vec<(String, Value)> {
     server
         .received_requests()
@@ -80,6 +100,7 @@ async fn sync_once_applies_the_commit_and_reports_statuses_on_it() {
         .respond_with(ResponseTemplate::new(201).set_body_json(body))
         .mount(&server)
         .await;
+    mock_deployments(&server).await;
 
     let repo = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(repo.path().join("app")).unwrap();
@@ -143,16 +164,28 @@ async fn sync_once_applies_the_commit_and_reports_statuses_on_it() {
     assert!(stdout.contains("1 created"), "{stdout}");
     let sent = statuses(&server).await;
     let path = format!("/repos/acme/fleet/statuses/{sha}");
-    assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_eq!(sent[0].0, path);
-    assert_eq!(sent[0].1["state"], "pending");
-    assert_eq!(sent[0].1["context"], format!("capstan/{}", ns.name));
-    assert_eq!(sent[1].0, path);
-    assert_eq!(sent[1].1["state"], "success");
+    let calls: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|(p, b)| (p.as_str(), b["state"].as_str().unwrap_or("-")))
+        .collect();
     assert_eq!(
-        sent[1].1["description"],
+        calls,
+        vec![
+            (path.as_str(), "pending"),
+            ("/repos/acme/fleet/deployments", "-"),
+            ("/repos/acme/fleet/deployments/1/statuses", "in_progress"),
+            (path.as_str(), "success"),
+            ("/repos/acme/fleet/deployments/1/statuses", "success"),
+        ]
+    );
+    assert_eq!(sent[0].1["context"], format!("capstan/{}", ns.name));
+    assert_eq!(sent[1].1["ref"], sha.as_str(), "the deployment is of the applied commit");
+    assert_eq!(sent[1].1["environment"], ns.name.as_str());
+    assert_eq!(
+        sent[3].1["description"],
         "1 created, 0 updated, 0 unchanged, 0 pruned; healthy"
     );
+    assert_eq!(sent[4].1["description"], sent[3].1["description"]);
 
     // A bad commit: exit 2, status `error` on that commit naming the file.
     std::fs::write(repo.path().join("app/broken.yaml"), "kind: [\n").unwrap();
@@ -167,10 +200,11 @@ async fn sync_once_applies_the_commit_and_reports_statuses_on_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let sent = statuses(&server).await;
-    assert_eq!(sent.len(), 4);
-    assert_eq!(sent[3].0, format!("/repos/acme/fleet/statuses/{bad}"));
-    assert_eq!(sent[3].1["state"], "error");
-    let description = sent[3].1["description"].as_str().unwrap();
+    assert_eq!(sent.len(), 10, "{sent:?}");
+    assert_eq!(sent[8].0, format!("/repos/acme/fleet/statuses/{bad}"));
+    assert_eq!(sent[8].1["state"], "error");
+    assert_eq!(sent[9].1["state"], "error", "the deployment status too");
+    let description = sent[8].1["description"].as_str().unwrap();
     assert!(
         description.starts_with("app/broken.yaml"),
         "repository-relative: {description}"
@@ -193,6 +227,7 @@ async fn sync_once_fetches_the_branch_over_http_and_follows_new_commits() {
         .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})))
         .mount(&server)
         .await;
+    mock_deployments(&server).await;
     let root = tempfile::tempdir().unwrap();
     let repo = BareRepo::create(
         root.path(),
@@ -268,6 +303,7 @@ async fn sync_once_fetches_the_branch_over_http_and_follows_new_commits() {
     let sent: Vec<(String, String)> = statuses(&server)
         .await
         .into_iter()
+        .filter(|(path, _)| path.contains("/statuses/"))
         .map(|(path, body)| (path, body["state"].as_str().unwrap_or("").to_string()))
         .collect();
     let on = |sha: &str| format!("/repos/acme/fleet/statuses/{sha}");

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use capstan::config::{Config, ForgeKind, Target};
-use capstan::forge::{CommitState, CommitStatus, Forge, GitHub};
+use capstan::config::{Config, Target};
+use capstan::forge::{self, SyncReporter};
 use capstan::sync::{Revision, Source, SyncOptions, client::client_for, sync_target};
 
 use tracing::Instrument;
@@ -85,93 +85,37 @@ pub(crate) fn prepare<'a>(
     Ok((source, targets))
 }
 
-fn forge_for(config: &Config) -> Option<GitHub> {
-    if config.forge.kind != ForgeKind::Github {
-        return None;
-    }
-    let (owner, repo) = config.forge_repository()?;
-    let token_env = config
-        .repository
-        .auth
-        .as_ref()
-        .and_then(|a| a.value.token_env.clone())
-        .unwrap_or_else(|| "GITHUB_TOKEN".into());
-    let token = std::env::var(&token_env).ok();
-    match GitHub::new(config.forge.api_url.as_deref(), token, &owner, &repo) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            tracing::warn!(error = %e, "commit statuses disabled");
-            None
-        }
-    }
-}
-
-async fn send(
-    forge: Option<&GitHub>,
-    commit: Option<&str>,
-    target: &Target,
-    state: CommitState,
-    text: &str,
-) {
-    let (Some(forge), Some(sha)) = (forge, commit) else {
-        return;
-    };
-    let status = CommitStatus::new(sha, state, &target.status_context(), text);
-    if let Err(e) = forge.set_commit_status(&status).await {
-        tracing::warn!(target = %target.name.value, commit = sha, error = %e, "cannot send commit status");
-    }
-}
-
 async fn run_targets(config: &Config, revision: &Revision, targets: &[&Target]) -> ExitCode {
     let root = revision.root.as_path();
-    let commit = revision.commit.clone();
-    let forge = forge_for(config);
+    let forge = match forge::from_config(config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     let mut code = ExitCode::SUCCESS;
     for target in targets {
         let name = &target.name.value;
-        let short = revision.short();
-        send(
-            forge.as_ref(),
-            commit.as_deref(),
-            target,
-            CommitState::Pending,
-            &format!("syncing {short}"),
-        )
-        .await;
-        let span = tracing::info_span!("sync_once", target = %name, commit = %short);
+        let reporter = SyncReporter::new(forge.clone(), target);
+        let announced = reporter.started(revision.commit.as_deref()).await;
+        let span = tracing::info_span!("sync_once", target = %name, commit = %revision.short());
         let result = async {
             let client = client_for(target).await?;
             sync_target(&client, &SyncOptions::from_target(target, root)).await
         }
         .instrument(span)
         .await;
+        reporter.finished(&announced, result.as_ref(), root).await;
         match result {
-            Ok(report) => {
-                println!(
-                    "{name}: {} ({} writes, {:.1}s)",
-                    report.summary(),
-                    report.writes,
-                    report.elapsed.as_secs_f64()
-                );
-                send(
-                    forge.as_ref(),
-                    commit.as_deref(),
-                    target,
-                    CommitState::Success,
-                    &report.summary(),
-                )
-                .await;
-            }
+            Ok(report) => println!(
+                "{name}: {} ({} writes, {:.1}s)",
+                report.summary(),
+                report.writes,
+                report.elapsed.as_secs_f64()
+            ),
             Err(e) => {
                 eprintln!("error: {name}: {e}");
-                let state = if e.is_bad_input() {
-                    CommitState::Error
-                } else {
-                    CommitState::Failure
-                };
-                // Paths relative to the repository read better in a 140-character status.
-                let text = relative_to(root, &e.to_string());
-                send(forge.as_ref(), commit.as_deref(), target, state, &text).await;
                 code = ExitCode::from(if e.is_bad_input() {
                     EXIT_BAD_INPUT
                 } else {
@@ -181,11 +125,4 @@ async fn run_targets(config: &Config, revision: &Revision, targets: &[&Target]) 
         }
     }
     code
-}
-
-/// `text` with the clone's path taken out of file names, so they read as paths in
-/// the repository (and fit a 140-character status).
-fn relative_to(root: &Path, text: &str) -> String {
-    let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
-    text.replace(&prefix, "")
 }

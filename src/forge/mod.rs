@@ -23,6 +23,7 @@ pub mod error;
 pub mod gitea;
 pub mod github;
 pub mod github_app;
+pub mod sync_report;
 pub mod token_secret;
 
 use std::path::Path;
@@ -35,6 +36,7 @@ pub use error::{ForgeError, RetryPolicy};
 pub use gitea::Gitea;
 pub use github::GitHub;
 pub use github_app::{AppTokenProvider, InstallationEvent};
+pub use sync_report::SyncReporter;
 
 use crate::config::{Config, ForgeKind};
 

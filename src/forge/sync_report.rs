@@ -1,0 +1,162 @@
+//! What a sync pass tells the forge about the commit it applied: a commit status
+//! (`pending` when the pass starts, then `success`, `failure` or `error`) and, where
+//! the forge has them (GitHub), a Deployment for the commit with environment = the
+//! target, and its statuses `in_progress` → `success`/`failure`/`error`.
+//!
+//! `capstan sync --once` and the daemon's sync loop both report through this, so a
+//! commit gets the same statuses whichever ran the pass. Nothing here can fail a
+//! sync: a forge that refuses is logged (with the commit and target) and the pass
+//! goes on. Passes over a folder without Git (no commit) report nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{
+    CommitState, CommitStatus, DeploymentState, DeploymentStatus, Forge, NewDeployment, one_line,
+};
+use crate::config::Target;
+use crate::sync::{SyncError, SyncReport};
+
+/// Reports the passes of one target.
+#[derive(Debug, Clone)]
+pub struct SyncReporter {
+    forge: Option<Arc<dyn Forge>>,
+    target: String,
+    context: String,
+}
+
+/// A pass that has been announced; hand it back to [`SyncReporter::finished`].
+#[derive(Debug, Clone)]
+pub struct Announced {
+    commit: Option<String>,
+    deployment: Option<u64>,
+}
+
+impl SyncReporter {
+    pub fn new(forge: Option<Arc<dyn Forge>>, target: &Target) -> SyncReporter {
+        SyncReporter {
+            forge,
+            target: target.name.value.clone(),
+            context: target.status_context(),
+        }
+    }
+
+    /// `pending` on the commit; a Deployment `in_progress` where supported.
+    pub async fn started(&self, commit: Option<&str>) -> Announced {
+        let announced = Announced {
+            commit: commit.map(str::to_string),
+            deployment: None,
+        };
+        let (Some(forge), Some(sha)) = (&self.forge, commit) else {
+            return announced;
+        };
+        let short = sha.get(..12).unwrap_or(sha);
+        self.status(forge.as_ref(), sha, CommitState::Pending, &format!("syncing {short}"))
+            .await;
+        let deployment = if forge.supports_deployments() {
+            self.deployment(forge.as_ref(), sha).await
+        } else {
+            None
+        };
+        Announced {
+            deployment,
+            ..announced
+        }
+    }
+
+    /// The result on the same commit. `root` is cut from file names in error
+    /// messages so they read as repository paths (and fit 140 characters).
+    pub async fn finished(
+        &self,
+        announced: &Announced,
+        result: Result<&SyncReport, &SyncError>,
+        root: &Path,
+    ) {
+        let (Some(forge), Some(sha)) = (&self.forge, announced.commit.as_deref()) else {
+            return;
+        };
+        let (state, deployment_state, text) = match result {
+            Ok(report) => (
+                CommitState::Success,
+                DeploymentState::Success,
+                report.summary(),
+            ),
+            Err(e) => {
+                let text = relative_to(root, &e.to_string());
+                if e.is_bad_input() {
+                    (CommitState::Error, DeploymentState::Error, text)
+                } else {
+                    (CommitState::Failure, DeploymentState::Failure, text)
+                }
+            }
+        };
+        self.status(forge.as_ref(), sha, state, &text).await;
+        if let Some(id) = announced.deployment {
+            self.deployment_status(forge.as_ref(), sha, id, deployment_state, &text)
+                .await;
+        }
+    }
+
+    async fn status(&self, forge: &dyn Forge, sha: &str, state: CommitState, text: &str) {
+        let status = CommitStatus::new(sha, state, &self.context, text);
+        if let Err(e) = forge.set_commit_status(&status).await {
+            tracing::warn!(target = %self.target, commit = sha, state = state.as_str(), error = %e, "cannot send the commit status");
+        }
+    }
+
+    async fn deployment(&self, forge: &dyn Forge, sha: &str) -> Option<u64> {
+        let new = NewDeployment {
+            sha: sha.to_string(),
+            environment: self.target.clone(),
+            description: one_line(&format!("capstan sync of target {}", self.target)),
+        };
+        let id = match forge.create_deployment(&new).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(target = %self.target, commit = sha, error = %e, "cannot create the deployment");
+                return None;
+            }
+        };
+        self.deployment_status(forge, sha, id, DeploymentState::InProgress, "syncing")
+            .await;
+        Some(id)
+    }
+
+    async fn deployment_status(
+        &self,
+        forge: &dyn Forge,
+        sha: &str,
+        id: u64,
+        state: DeploymentState,
+        text: &str,
+    ) {
+        let status = DeploymentStatus {
+            state,
+            description: one_line(text),
+            log_url: None,
+        };
+        if let Err(e) = forge.create_deployment_status(id, &status).await {
+            tracing::warn!(target = %self.target, commit = sha, deployment = id, state = state.as_str(), error = %e, "cannot send the deployment status");
+        }
+    }
+}
+
+/// `text` with the clone's path taken out of file names.
+pub fn relative_to(root: &Path, text: &str) -> String {
+    let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
+    text.replace(&prefix, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_paths_become_repository_paths() {
+        let root = Path::new("/var/lib/capstan/repo-sync/");
+        assert_eq!(
+            relative_to(root, "/var/lib/capstan/repo-sync/app/a.yaml:1:2: kind: bad"),
+            "app/a.yaml:1:2: kind: bad"
+        );
+    }
+}
