@@ -49,7 +49,10 @@ async fn capstan(args: Vec<String>) -> std::process::Output {
 }
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/github/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -179,7 +182,11 @@ async fn sync_once_applies_the_commit_and_reports_statuses_on_it() {
         ]
     );
     assert_eq!(sent[0].1["context"], format!("capstan/{}", ns.name));
-    assert_eq!(sent[1].1["ref"], sha.as_str(), "the deployment is of the applied commit");
+    assert_eq!(
+        sent[1].1["ref"],
+        sha.as_str(),
+        "the deployment is of the applied commit"
+    );
     assert_eq!(sent[1].1["environment"], ns.name.as_str());
     assert_eq!(
         sent[3].1["description"],

@@ -8,11 +8,15 @@ use std::process::ExitCode;
 
 use capstan::config::{Config, Target};
 use capstan::forge::{self, SyncReporter};
+use capstan::notify::{self, Notifier};
 use capstan::sync::{Revision, Source, SyncOptions, client::client_for, sync_target};
 
 use tracing::Instrument;
 
 use super::{EXIT_BAD_INPUT, EXIT_NOTHING};
+
+/// How long a pass waits at the end for its notifications to be delivered.
+const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -94,10 +98,20 @@ async fn run_targets(config: &Config, revision: &Revision, targets: &[&Target]) 
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    let notifier = match notify::sinks_from_config(&config.notifications)
+        .map_err(notify::Error::from)
+        .and_then(|sinks| Notifier::start(sinks, notify::Options::default()))
+    {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: notifications: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     let mut code = ExitCode::SUCCESS;
     for target in targets {
         let name = &target.name.value;
-        let reporter = SyncReporter::new(forge.clone(), target);
+        let reporter = SyncReporter::new(forge.clone(), target).with_notifier(notifier.clone());
         let announced = reporter.started(revision.commit.as_deref()).await;
         let span = tracing::info_span!("sync_once", target = %name, commit = %revision.short());
         let result = async {
@@ -124,5 +138,6 @@ async fn run_targets(config: &Config, revision: &Revision, targets: &[&Target]) 
             }
         }
     }
+    notifier.shutdown(NOTIFY_GRACE).await;
     code
 }

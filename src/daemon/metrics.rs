@@ -218,6 +218,17 @@ impl Metrics {
         self.errors.get_or_create(&ErrorKind { kind }).inc();
     }
 
+    /// One forge API call; a failed one also counts as a `forge` error.
+    pub fn forge_call(&self, operation: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.forge_calls
+            .get_or_create(&ForgeCall { operation, result })
+            .inc();
+        if !ok {
+            self.error("forge");
+        }
+    }
+
     /// The exposition text (OpenMetrics text format, which Prometheus reads).
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -265,14 +265,7 @@ fn pr_reaction(
             let reply_body = json!({ "merge": number, "policy": policy });
             tokio::spawn(async move {
                 let result = pr_events::merge_if_green(forge.0.as_ref(), number, &sha).await;
-                let outcome = if result.is_ok() { "success" } else { "failure" };
-                metrics
-                    .forge_calls
-                    .get_or_create(&super::metrics::ForgeCall {
-                        operation: "merge_if_green",
-                        result: outcome,
-                    })
-                    .inc();
+                metrics.forge_call("merge_if_green", result.is_ok());
                 match result {
                     Ok(pr_events::Merge::Merged(commit)) => {
                         tracing::info!(policy = %policy, pull_request = number, commit = %commit, "merged")

@@ -16,11 +16,10 @@ use tokio::sync::{Notify, OnceCell};
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
-use super::metrics::{ForgeCall, TargetLabel, TargetResult, TriggerLabel};
+use super::metrics::{TargetLabel, TargetResult, TriggerLabel};
 use super::schedule::{Context, Failure};
-use super::state::ForgeHandle;
 use crate::config::Target;
-use crate::forge::{CommitState, CommitStatus};
+use crate::forge::SyncReporter;
 use crate::sync::drift::{DEBOUNCE, kinds_of, watch_changes};
 use crate::sync::engine::desired_objects;
 use crate::sync::{Source, SyncOptions, client::client_for, sync_target};
@@ -28,12 +27,12 @@ use crate::sync::{Source, SyncOptions, client::client_for, sync_target};
 /// One target's task state.
 pub struct SyncState {
     pub target: Target,
+    /// Commit statuses, deployments and notifications about each pass.
+    pub reporter: SyncReporter,
     /// The repository, fetched into the target's own clone.
     pub source: Source,
     /// Wakes this target's task (webhooks, manual triggers, drift).
     pub trigger: Arc<Notify>,
-    /// Where commit statuses go (`forge:`), if anywhere.
-    pub forge: Option<ForgeHandle>,
     client: OnceCell<Client>,
     /// The drift watch and the commit it was set up for.
     drift: Mutex<Option<(String, AbortHandle)>>,
@@ -58,15 +57,15 @@ impl SyncState {
     pub fn new(
         target: Target,
         source: Source,
+        reporter: SyncReporter,
         trigger: Arc<Notify>,
-        forge: Option<ForgeHandle>,
         on_git_contact: Box<dyn Fn() + Send + Sync>,
     ) -> SyncState {
         SyncState {
             target,
+            reporter,
             source,
             trigger,
-            forge,
             client: OnceCell::new(),
             drift: Mutex::new(None),
             on_git_contact,
@@ -102,17 +101,14 @@ pub async fn sync_step(state: Arc<SyncState>, ctx: Context) -> Result<(), Failur
         .map_err(|e| Failure::new("kubernetes", e))?
         .clone();
     let opts = SyncOptions::from_target(&state.target, &revision.root);
-    send_status(
-        &state,
-        &ctx,
-        &commit,
-        CommitState::Pending,
-        &format!("syncing {short}"),
-    )
-    .await;
     let span = tracing::info_span!("sync_pass", target = %name, commit = %short);
     let started = Instant::now();
+    let announced = state.reporter.started(revision.commit.as_deref()).await;
     let result = sync_target(&client, &opts).instrument(span).await;
+    state
+        .reporter
+        .finished(&announced, result.as_ref(), &revision.root)
+        .await;
     let label = TargetLabel {
         target: name.clone(),
     };
@@ -144,30 +140,12 @@ pub async fn sync_step(state: Arc<SyncState>, ctx: Context) -> Result<(), Failur
                 .unwrap_or_default();
             ctx.metrics.sync_last_success.get_or_create(&label).set(now);
             tracing::info!(target = %name, commit = %short, writes = report.writes, elapsed_ms = report.elapsed.as_millis() as u64, summary = %report.summary(), "synced");
-            send_status(
-                &state,
-                &ctx,
-                &commit,
-                CommitState::Success,
-                &report.summary(),
-            )
-            .await;
             if state.target.self_heal {
                 watch_drift(&state, &ctx, &client, &opts, &commit).await;
             }
             Ok(())
         }
         Err(e) => {
-            // Paths relative to the repository read better in a 140-character status.
-            let text = e
-                .to_string()
-                .replace(&format!("{}/", revision.root.display()), "");
-            let state_kind = if e.is_bad_input() {
-                CommitState::Error
-            } else {
-                CommitState::Failure
-            };
-            send_status(&state, &ctx, &commit, state_kind, &text).await;
             ctx.metrics
                 .sync_runs
                 .get_or_create(&TargetResult {
@@ -184,35 +162,6 @@ pub async fn sync_step(state: Arc<SyncState>, ctx: Context) -> Result<(), Failur
                 format!("target {name} at {short}: {e}"),
             ))
         }
-    }
-}
-
-/// Sends a commit status for the target (nothing without a forge or a commit).
-async fn send_status(
-    state: &SyncState,
-    ctx: &Context,
-    commit: &str,
-    kind: CommitState,
-    text: &str,
-) {
-    let Some(forge) = &state.forge else {
-        return;
-    };
-    if commit.is_empty() {
-        return;
-    }
-    let status = CommitStatus::new(commit, kind, &state.target.status_context(), text);
-    let result = forge.0.set_commit_status(&status).await;
-    ctx.metrics
-        .forge_calls
-        .get_or_create(&ForgeCall {
-            operation: "commit_status",
-            result: if result.is_ok() { "success" } else { "failure" },
-        })
-        .inc();
-    if let Err(e) = result {
-        ctx.metrics.error("forge");
-        tracing::warn!(target = %state.target.name.value, commit = %commit, error = %e, "cannot send commit status");
     }
 }
 

@@ -22,6 +22,7 @@ use super::state::{ForgeHandle, GitHubRules, Routes, Secrets, Shared};
 use super::sync_loop::{self, SyncState};
 use super::update_loop::{self, UpdateState};
 use crate::config::{Config, Target};
+use crate::forge::SyncReporter;
 use crate::policy::ImagePolicy;
 use crate::registry::transport::ClientOptions;
 use crate::registry::{ScanOptions, Scanner};
@@ -35,6 +36,14 @@ pub struct Loaded {
     pub policies: Vec<ImagePolicy>,
     /// Folder of the configuration file (anchors `.capstan/`).
     pub config_dir: PathBuf,
+}
+
+/// Where sync passes report: the forge and the notification sinks of one
+/// configuration (a change of either restarts the sync tasks).
+struct Reporting {
+    forge: Option<Arc<dyn crate::forge::Forge>>,
+    notifier: crate::notify::Notifier,
+    fingerprint: String,
 }
 
 struct Running {
@@ -97,18 +106,29 @@ impl TaskSet {
             )
         };
         let source = Source::from_config(config, &loaded.config_dir).map_err(|e| e.to_string())?;
-
-        let forge = match crate::forge::from_config(config) {
-            Ok(f) => f.map(ForgeHandle),
+        let api = match crate::forge::from_config(config) {
+            Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "no forge: commit statuses and merges on approval are off");
                 None
             }
         };
+        let notifier = crate::notify::sinks_from_config(&config.notifications)
+            .map_err(crate::notify::Error::from)
+            .and_then(|sinks| {
+                crate::notify::Notifier::start(sinks, crate::notify::Options::default())
+            })
+            .map_err(|e| format!("notifications: {e}"))?;
+        let reporting = Reporting {
+            forge: api.clone(),
+            notifier,
+            fingerprint: format!("{:?}|{:?}", config.forge, config.notifications),
+        };
+        let forge = api.map(ForgeHandle);
         let mut changes = Changes::default();
         self.retired.retain(|h| !h.is_finished());
         self.apply_update(loaded, settings, &mut changes);
-        self.apply_sync(loaded, &source, forge.as_ref(), &mut changes);
+        self.apply_sync(loaded, &source, &reporting, &mut changes);
 
         if config.targets.is_empty() && loaded.policies.is_empty() {
             // Nothing will contact Git; there is nothing to wait for.
@@ -263,7 +283,7 @@ impl TaskSet {
         &mut self,
         loaded: &Loaded,
         source: &Source,
-        forge: Option<&ForgeHandle>,
+        reporting: &Reporting,
         changes: &mut Changes,
     ) {
         let config = &loaded.config;
@@ -287,18 +307,24 @@ impl TaskSet {
                 checkout_dir: source.checkout_dir.join(name),
                 ..source.clone()
             };
-            let fp = format!("{target:?}|{source:?}|{:?}", config.forge);
+            let fp = format!("{target:?}|{source:?}|{}", reporting.fingerprint);
             if self.syncs.get(name).map(|r| &r.fingerprint) == Some(&fp) {
                 continue;
             }
             let restarted = self.syncs.remove(name).map(|r| self.retire(r)).is_some();
             let trigger = Arc::new(Notify::new());
             let shared = self.shared.clone();
+            let metrics = self.ctx.metrics.clone();
+            let reporter = SyncReporter::new(reporting.forge.clone(), target)
+                .with_notifier(reporting.notifier.clone())
+                .with_observer(Arc::new(move |operation, ok| {
+                    metrics.forge_call(operation, ok);
+                }));
             let state = Arc::new(SyncState::new(
                 target.clone(),
                 source,
+                reporter,
                 trigger.clone(),
-                forge.cloned(),
                 Box::new(move || shared.set_ready()),
             ));
             let interval = target.interval.0;
