@@ -79,6 +79,27 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
         .respond_with(wiremock::ResponseTemplate::new(201).set_body_json(created))
         .mount(&github)
         .await;
+    for (path, fixture) in [
+        ("^/repos/acme/fleet/deployments$", "deployment.json"),
+        (
+            "^/repos/acme/fleet/deployments/1/statuses$",
+            "deployment-status.json",
+        ),
+    ] {
+        let body: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!(
+                "{}/tests/fixtures/github/{fixture}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .expect("fixture"),
+        )
+        .expect("fixture JSON");
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path_regex(path))
+            .respond_with(wiremock::ResponseTemplate::new(201).set_body_json(body))
+            .mount(&github)
+            .await;
+    }
     write(
         dir.path(),
         "capstan.yaml",
@@ -215,8 +236,10 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
     }
     let calls = github.received_requests().await.unwrap_or_default();
     assert!(
-        calls.iter().all(|r| r.url.path().contains("/statuses/")),
-        "only commit statuses so far: {calls:?}"
+        calls
+            .iter()
+            .all(|r| r.url.path().contains("/statuses") || r.url.path().ends_with("/deployments")),
+        "only the first pass's statuses and deployment so far: {calls:?}"
     );
 
     // Signed: 202, and the new commit is applied.
@@ -269,6 +292,21 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
     assert_eq!(statuses[0].0, "pending");
     assert_eq!(statuses[1].0, "success");
     assert!(statuses[1].1.contains("1 created"), "{statuses:?}");
+    // And a GitHub Deployment of that commit, environment = the target.
+    let deployments: Vec<serde_json::Value> = github
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() == "/repos/acme/fleet/deployments")
+        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
+        .collect();
+    assert!(
+        deployments
+            .iter()
+            .any(|d| d["ref"] == commit.trim() && d["environment"] == ns.name.as_str()),
+        "{deployments:?}"
+    );
 
     // (c) the sync series.
     let text = d.metrics().await;
