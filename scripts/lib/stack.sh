@@ -9,7 +9,7 @@ scripts/lib/install-packages docker-registry git libssl-dev pkg-config python3
 
 say "building capstan (release)"
 cargo build --release --locked --bin capstan 2>&1 | tail -n 1
-CAPSTAN=$ROOT/target/release/capstan
+CAPSTAN=${CARGO_TARGET_DIR:-$ROOT/target}/release/capstan
 
 say "building the Kubernetes control plane and Gitea from their Go modules (cached after the first time)"
 scripts/k8s-env build >"$ROOT/target/stack-k8s-build.log" 2>&1 &
@@ -141,7 +141,7 @@ repository:
     username: $GITEA_USER
 forge:
   kind: gitea
-  apiUrl: $GITEA_URL
+  apiUrl: $GITEA_URL/api/v1
   owner: $GITEA_USER
   repo: fleet
   tokenEnv: GITEA_TOKEN
@@ -158,7 +158,7 @@ targets:
     kubeconfig: $KUBECONFIG
     namespace: podinfo
     prune: true
-    interval: 1h      # capstan's own push triggers the sync at once
+    interval: 15s     # Gitea's push webhook should trigger it at once; see README (Quickstart)
     healthTimeout: 2m
 server:
   address: 127.0.0.1:$CAPSTAN_PORT
