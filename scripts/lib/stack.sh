@@ -158,7 +158,7 @@ targets:
     kubeconfig: $KUBECONFIG
     namespace: podinfo
     prune: true
-    interval: 15s     # Gitea's push webhook should trigger it at once; see README (Quickstart)
+    interval: 1h      # Gitea's push webhook triggers the sync at once
     healthTimeout: 2m
 server:
   address: 127.0.0.1:$CAPSTAN_PORT

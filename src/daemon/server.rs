@@ -234,6 +234,7 @@ fn pr_reaction(
         Ok(e) => e,
         Err(e) => {
             shared.metrics.error("webhook_payload");
+            tracing::warn!(delivery, event, error = %e, "GitHub webhook payload refused");
             return message(StatusCode::BAD_REQUEST, &e.to_string());
         }
     };
@@ -289,8 +290,14 @@ fn ignored(why: &str) -> Response {
     reply(StatusCode::OK, json!({ "ignored": why }))
 }
 
-/// Triggers the policies of every tag push among `events`.
-fn registry_events(shared: &Shared, events: &[crate::registry::PushEvent]) -> Response {
+/// Distribution (v2.8) sends the manifest push event before it links the tag, so
+/// a scan started at once can list the tags without the new one: the policies
+/// are scanned once more this long after the event.
+const RESCAN_AFTER_PUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Triggers the policies of every tag push among `events` (now, and once more
+/// after [`RESCAN_AFTER_PUSH`]).
+fn registry_events(shared: &Arc<Shared>, events: &[crate::registry::PushEvent]) -> Response {
     let mut policies: Vec<String> = Vec::new();
     for event in events.iter().filter(|e| e.tag.is_some()) {
         for name in shared.trigger_for_push(event, "webhook") {
@@ -302,6 +309,14 @@ fn registry_events(shared: &Shared, events: &[crate::registry::PushEvent]) -> Re
     let status = if policies.is_empty() {
         StatusCode::OK
     } else {
+        let shared = shared.clone();
+        let again = policies.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RESCAN_AFTER_PUSH).await;
+            for policy in &again {
+                shared.trigger_update(policy, "webhook-rescan");
+            }
+        });
         StatusCode::ACCEPTED
     };
     reply(

@@ -152,7 +152,12 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
             repository: p.str("repository.full_name")?.into(),
             git_ref: p.str("ref")?.into(),
             after: p.str("after")?.into(),
-            deleted: p.bool("deleted")?,
+            // Gitea's push payload has no `deleted`; a deleted branch's `after`
+            // is all zeros there (and on GitHub).
+            deleted: match p.opt_bool("deleted")? {
+                Some(deleted) => deleted,
+                None => p.str("after")?.bytes().all(|b| b == b'0'),
+            },
         })),
         other => Ok(Event::Other(format!("event `{other}`"))),
     }
@@ -337,6 +342,17 @@ impl Payload<'_> {
             .ok_or_else(|| self.wrong(field, "a positive integer"))
     }
 
+    fn opt_bool(&self, field: &str) -> Result<Option<bool>, PayloadError> {
+        match self.get(field) {
+            Ok(Value::Null) | Err(PayloadError::Missing { .. }) => Ok(None),
+            Ok(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.wrong(field, "true or false")),
+            Err(e) => Err(e),
+        }
+    }
+
     fn bool(&self, field: &str) -> Result<bool, PayloadError> {
         self.get(field)?
             .as_bool()
@@ -372,6 +388,25 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "`push` payload: field `repository.full_name` is missing"
+        );
+        // Gitea's push payload: no `deleted` field.
+        let gitea = parse(
+            "push",
+            br#"{"ref": "refs/heads/main", "after": "abc", "repository": {"full_name": "o/r"}}"#,
+        )
+        .expect("a push without `deleted`");
+        assert!(
+            matches!(gitea, Event::Push(Push { deleted: false, .. })),
+            "{gitea:?}"
+        );
+        let gone = parse(
+            "push",
+            br#"{"ref": "refs/heads/x", "after": "0000000000000000000000000000000000000000", "repository": {"full_name": "o/r"}}"#,
+        )
+        .expect("a deleted branch");
+        assert!(
+            matches!(gone, Event::Push(Push { deleted: true, .. })),
+            "{gone:?}"
         );
         let err = parse("pull_request", b"[1, 2").unwrap_err();
         assert!(matches!(err, PayloadError::NotJson { .. }), "{err}");
