@@ -373,3 +373,45 @@ async fn policies_reload_live_and_a_bad_change_keeps_the_running_config() {
     let (status, _) = d.post("/trigger/update/other", &auth, vec![]).await;
     assert_eq!(status, 404);
 }
+
+/// In pull-request mode the daemon must never push a tag bump to the branch (the
+/// base): its image-update loop stays off until it can open pull requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_request_mode_never_pushes_to_the_base_branch() {
+    let s = setup(&[], "").await;
+    let config = s.dir.path().join("capstan.yaml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "update:\n  interval: 1h\n",
+            "forge: {kind: github, apiUrl: 'http://127.0.0.1:9', owner: acme, repo: fleet}\nupdate:\n  interval: 1h\n  mode: pull-request\n",
+        ),
+    )
+    .expect("write config");
+    let mut d = start(&s).await;
+    let warned = d
+        .wait_event(
+            "update.mode `pull-request` is not run by `capstan run` yet: the image-update loop is off; run `capstan update --once` for pull requests (e.g. from a CronJob); syncing and webhook reactions (merge on approval, sync on merge) run here",
+            &[],
+            WAIT,
+        )
+        .await;
+    assert_eq!(warned["level"], "WARN");
+    Pusher::new(&s.registry)
+        .image("acme/app", &Image::new("2024-02-01T00:00:00Z"), &["1.1.0"])
+        .await;
+    d.wait_until("the registry's notification", WAIT, || async {
+        d.sample("capstan_webhooks_total{endpoint=\"registry\",result=\"accepted\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    })
+    .await;
+    // Long enough for a scan, the 1 s rescan and a push, had anything been started.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.repo.log().len(), 1, "nothing pushed: {:?}", s.repo.log());
+    assert_eq!(scans(&d, "app", "success").await, 0.0, "no scan task runs");
+    let status = d.terminate(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status}; log:\n{}", d.log());
+}

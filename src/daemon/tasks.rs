@@ -97,7 +97,15 @@ impl TaskSet {
     pub fn apply(&mut self, loaded: &Loaded) -> Result<Changes, String> {
         let config = &loaded.config;
         // Everything that can fail, first.
-        let settings = if loaded.policies.is_empty() {
+        let pull_requests = config.update.mode.value == crate::config::UpdateMode::PullRequest;
+        if pull_requests && !loaded.policies.is_empty() {
+            // The writer pushes to the branch; in pull-request mode that would be
+            // the base branch, exactly what such a repository forbids.
+            tracing::warn!(
+                "update.mode `pull-request` is not run by `capstan run` yet: the image-update loop is off; run `capstan update --once` for pull requests (e.g. from a CronJob); syncing and webhook reactions (merge on approval, sync on merge) run here"
+            );
+        }
+        let settings = if loaded.policies.is_empty() || pull_requests {
             None
         } else {
             Some(
