@@ -176,6 +176,12 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits (at most `timeout`) for the exit.
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
     pub async fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
