@@ -39,12 +39,18 @@ pub struct Loaded {
 }
 
 /// Where sync passes report: the forge and the notification sinks of one
-/// configuration (a change of either restarts the sync tasks).
+/// configuration (a change of either restarts the sync tasks). Built once per
+/// change of `forge:`/`notifications:`, not on every reload: the notifier owns a
+/// delivery task.
 struct Reporting {
     forge: Option<Arc<dyn crate::forge::Forge>>,
     notifier: crate::notify::Notifier,
     fingerprint: String,
 }
+
+/// How long queued notifications may take to go out when a notifier is replaced
+/// or the daemon stops (the stop itself is bounded by `server.shutdownTimeout`).
+const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Running {
     fingerprint: String,
@@ -77,6 +83,7 @@ pub struct TaskSet {
     syncs: BTreeMap<String, Running>,
     /// Stopped tasks still finishing their step.
     retired: Vec<JoinHandle<()>>,
+    reporting: Option<Arc<Reporting>>,
 }
 
 impl TaskSet {
@@ -90,6 +97,7 @@ impl TaskSet {
             scans: BTreeMap::new(),
             syncs: BTreeMap::new(),
             retired: Vec::new(),
+            reporting: None,
         }
     }
 
@@ -114,25 +122,8 @@ impl TaskSet {
             )
         };
         let source = Source::from_config(config, &loaded.config_dir).map_err(|e| e.to_string())?;
-        let api = match crate::forge::from_config(config) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "no forge: commit statuses and merges on approval are off");
-                None
-            }
-        };
-        let notifier = crate::notify::sinks_from_config(&config.notifications)
-            .map_err(crate::notify::Error::from)
-            .and_then(|sinks| {
-                crate::notify::Notifier::start(sinks, crate::notify::Options::default())
-            })
-            .map_err(|e| format!("notifications: {e}"))?;
-        let reporting = Reporting {
-            forge: api.clone(),
-            notifier,
-            fingerprint: format!("{:?}|{:?}", config.forge, config.notifications),
-        };
-        let forge = api.map(ForgeHandle);
+        let reporting = self.reporting_for(config)?;
+        let forge = reporting.forge.clone().map(ForgeHandle);
         let mut changes = Changes::default();
         self.retired.retain(|h| !h.is_finished());
         self.apply_update(loaded, settings, &mut changes);
@@ -383,6 +374,40 @@ impl TaskSet {
     }
 
     /// Waits for every task to end (the caller cancelled the stop token).
+    /// The forge and notifier for `config`: the current ones when `forge:` and
+    /// `notifications:` did not change; otherwise new ones, and the old notifier
+    /// is drained in the background.
+    fn reporting_for(&mut self, config: &Config) -> Result<Arc<Reporting>, String> {
+        let fingerprint = format!("{:?}|{:?}", config.forge, config.notifications);
+        if let Some(current) = &self.reporting
+            && current.fingerprint == fingerprint
+        {
+            return Ok(current.clone());
+        }
+        let forge = match crate::forge::from_config(config) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "no forge: commit statuses and merges on approval are off");
+                None
+            }
+        };
+        let notifier = crate::notify::sinks_from_config(&config.notifications)
+            .map_err(crate::notify::Error::from)
+            .and_then(|sinks| {
+                crate::notify::Notifier::start(sinks, crate::notify::Options::default())
+            })
+            .map_err(|e| format!("notifications: {e}"))?;
+        let next = Arc::new(Reporting {
+            forge,
+            notifier,
+            fingerprint,
+        });
+        if let Some(old) = self.reporting.replace(next.clone()) {
+            tokio::spawn(async move { old.notifier.shutdown(NOTIFY_GRACE).await });
+        }
+        Ok(next)
+    }
+
     pub async fn join(self) {
         let handles = self
             .retired
@@ -394,6 +419,10 @@ impl TaskSet {
             if let Err(e) = h.await {
                 tracing::error!(error = %e, "a task ended abnormally");
             }
+        }
+        // What the stopped tasks reported still goes out.
+        if let Some(reporting) = self.reporting {
+            reporting.notifier.shutdown(NOTIFY_GRACE).await;
         }
     }
 }
