@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use capstan::config::{Config, Target};
 use capstan::forge::{self, SyncReporter};
-use capstan::notify::{self, Notifier};
+use capstan::notify::Notifier;
 use capstan::sync::{Revision, Source, SyncOptions, client::client_for, sync_target};
 
 use tracing::Instrument;
@@ -98,10 +98,7 @@ async fn run_targets(config: &Config, revision: &Revision, targets: &[&Target]) 
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let notifier = match notify::sinks_from_config(&config.notifications)
-        .map_err(notify::Error::from)
-        .and_then(|sinks| Notifier::start(sinks, notify::Options::default()))
-    {
+    let notifier = match Notifier::from_config(&config.notifications) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: notifications: {e}");

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use capstan::config::{Config, UpdateMode};
 use capstan::manifests::Plan;
-use capstan::notify::{self, Event, EventKind, Notifier};
+use capstan::notify::{Event, EventKind, Notifier};
 use capstan::policy::ImagePolicy;
 use capstan::registry::transport::ClientOptions;
 use capstan::registry::{ScanOptions, Scanner};
@@ -79,10 +79,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let _entered = runtime.enter();
-    let notifier = match notify::sinks_from_config(&config.notifications)
-        .map_err(notify::Error::from)
-        .and_then(|sinks| Notifier::start(sinks, notify::Options::default()))
-    {
+    let notifier = match Notifier::from_config(&config.notifications) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");

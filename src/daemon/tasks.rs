@@ -391,11 +391,7 @@ impl TaskSet {
                 None
             }
         };
-        let notifier = crate::notify::sinks_from_config(&config.notifications)
-            .map_err(crate::notify::Error::from)
-            .and_then(|sinks| {
-                crate::notify::Notifier::start(sinks, crate::notify::Options::default())
-            })
+        let notifier = crate::notify::Notifier::from_config(&config.notifications)
             .map_err(|e| format!("notifications: {e}"))?;
         let next = Arc::new(Reporting {
             forge,

@@ -86,16 +86,15 @@ impl SyncReporter {
             commit: commit.map(str::to_string),
             deployment: None,
         };
-        let shown = commit.map_or("the working tree", |c| c.get(..12).unwrap_or(c));
+        let short = commit.map_or("the working tree", |c| c.get(..12).unwrap_or(c));
         self.notifier.notify(self.event(
             EventKind::SyncStarted,
-            format!("sync of {} started at {shown}", self.target),
+            format!("sync of {} started at {short}", self.target),
             commit,
         ));
         let (Some(forge), Some(sha)) = (&self.forge, commit) else {
             return announced;
         };
-        let short = sha.get(..12).unwrap_or(sha);
         self.status(
             forge.as_ref(),
             sha,

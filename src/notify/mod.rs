@@ -117,6 +117,12 @@ impl Notifier {
         })
     }
 
+    /// The sinks of `notifications:` (URLs read from the environment now), with
+    /// the default delivery options; call inside a Tokio runtime.
+    pub fn from_config(config: &[Notification]) -> Result<Notifier, Error> {
+        Notifier::start(sinks_from_config(config)?, Options::default())
+    }
+
     /// A notifier without sinks.
     pub fn disabled() -> Notifier {
         Notifier {
