@@ -522,6 +522,15 @@ fn default_true() -> bool {
 
 const MESSAGE_PLACEHOLDERS: [&str; 2] = ["summary", "changes"];
 
+/// The folder a configuration file is in (`.` for a bare file name): relative
+/// paths and the default `.capstan/` folders are anchored there.
+pub fn folder_of(config_file: &Path) -> &Path {
+    config_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, SourceError> {

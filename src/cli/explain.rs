@@ -45,11 +45,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let config_dir = args
-        .config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let config_dir = capstan::config::folder_of(&args.config);
     let source = match Source::from_config(&config, config_dir) {
         Ok(s) => s,
         Err(e) => {

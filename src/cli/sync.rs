@@ -70,10 +70,7 @@ pub(crate) fn prepare<'a>(
     config_path: &Path,
     only: Option<&str>,
 ) -> Result<(Source, Vec<&'a Target>), String> {
-    let config_dir = config_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let config_dir = capstan::config::folder_of(config_path);
     let source = Source::from_config(config, config_dir).map_err(|e| e.to_string())?;
     let targets: Vec<&Target> = config
         .targets

@@ -59,11 +59,7 @@ pub fn run(args: &Args) -> ExitCode {
         eprintln!("error: --tags-dir {}: not a folder", dir.display());
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let config_dir = args
-        .config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let config_dir = capstan::config::folder_of(&args.config);
     let settings = match Settings::from_config(&config, config_dir, args.dry_run) {
         Ok(s) => s,
         Err(e) => {

@@ -103,10 +103,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
         tracing::warn!(folder = %config.policies_dir().display(), "no policies folder: the image-update loop is idle");
         Vec::new()
     };
-    let config_dir = match config_path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let config_dir = crate::config::folder_of(config_path).to_path_buf();
     Ok(Loaded {
         config,
         policies,

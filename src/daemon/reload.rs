@@ -37,7 +37,7 @@ impl ConfigWatch {
         let (tx, changes) = mpsc::unbounded_channel();
         // Events name absolute paths.
         let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        let config_dir = canonical(&parent_dir(config_file));
+        let config_dir = canonical(crate::config::folder_of(config_file));
         let policies_dir = &canonical(policies_dir);
         let config_name = config_file.file_name().map(|n| n.to_os_string());
         let policies = policies_dir.to_path_buf();
@@ -92,12 +92,5 @@ impl ConfigWatch {
             std::future::pending::<()>().await;
         }
         while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.changes.recv()).await {}
-    }
-}
-
-fn parent_dir(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
