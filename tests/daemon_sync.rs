@@ -11,8 +11,6 @@ mod support;
 #[path = "registry_support/mod.rs"]
 mod registry_support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use capstan::daemon::webhook_auth::github_signature;
@@ -20,30 +18,12 @@ use daemon_support::{Daemon, server_yaml, write};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use registry_support::registry::free_port;
-use support::cluster::TestNamespace;
+use support::cluster::{TestNamespace, kubeconfig_path};
 use support::git_http::GitHttpServer;
 use support::git_repo::BareRepo;
 
 const SECRET: &str = "github-webhook-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(90);
-
-fn kubeconfig_path() -> String {
-    if let Ok(p) = std::env::var("CAPSTAN_TEST_KUBECONFIG") {
-        return p;
-    }
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/k8s-env"))
-        .arg("kubeconfig")
-        .output()
-        .expect("run scripts/k8s-env kubeconfig");
-    assert!(
-        out.status.success(),
-        "no test cluster: set CAPSTAN_TEST_KUBECONFIG or run `scripts/k8s-env up`"
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
-}
 
 fn configmap(name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: b\n")

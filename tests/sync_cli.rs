@@ -9,21 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::cluster::TestNamespace;
+use support::cluster::{TestNamespace, kubeconfig_path};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn kubeconfig_path() -> String {
-    if let Ok(p) = std::env::var("CAPSTAN_TEST_KUBECONFIG") {
-        return p;
-    }
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/k8s-env"))
-        .arg("kubeconfig")
-        .output()
-        .expect("run scripts/k8s-env kubeconfig");
-    assert!(out.status.success(), "scripts/k8s-env kubeconfig failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
