@@ -124,7 +124,14 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .with_writer(std::io::stderr);
     // A second initialisation (tests calling run twice) is harmless; ignore it.
     let _ = if json {
-        builder.json().flatten_event(true).try_init()
+        // Events carry a `target` field (the sync target); tracing's own `target` (the
+        // module path) would be a second `target` key in the same flattened object,
+        // which JSON parsers resolve differently. The module path is left out.
+        builder
+            .json()
+            .flatten_event(true)
+            .with_target(false)
+            .try_init()
     } else {
         builder.try_init()
     };

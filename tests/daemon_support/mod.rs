@@ -145,8 +145,8 @@ impl Daemon {
 
     /// Waits for a log event whose `message` is `message` and whose fields
     /// contain every `(key, value)` (as a substring); returns it. Fields are
-    /// looked up in the raw line, because a field named `target` shares its
-    /// key with tracing's own `target` in flattened JSON.
+    /// looked up in the raw line, so that span fields (nested under `spans`)
+    /// count too.
     pub async fn wait_event(
         &self,
         message: &str,

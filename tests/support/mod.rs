@@ -4,4 +4,5 @@
 pub mod cluster;
 pub mod git_http;
 pub mod git_repo;
+pub mod gitea;
 pub mod ssh_server;
