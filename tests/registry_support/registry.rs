@@ -62,6 +62,8 @@ pub struct Registry {
     pub auth: Auth,
     child: Child,
     dir: tempfile::TempDir,
+    /// The generated configuration (port, storage), reused by [`Registry::restart`].
+    config: PathBuf,
 }
 
 impl Registry {
@@ -84,15 +86,8 @@ impl Registry {
             let port = free_port();
             let config = write_config(dir.path(), port, &options, tls.as_ref());
             let log_path = dir.path().join("registry.log");
-            let log = std::fs::File::create(&log_path).expect("registry log file");
-            let mut child = Command::new(BINARY)
-                .arg("serve")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start `{BINARY} serve`: {e}"));
+            let _ = std::fs::remove_file(&log_path);
+            let mut child = spawn(&config, &log_path);
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
             if wait_listening(&mut child, addr) {
                 let scheme = if options.tls { "https" } else { "http" };
@@ -110,6 +105,7 @@ impl Registry {
                     auth: options.auth.clone(),
                     child,
                     dir,
+                    config,
                 };
             }
             let _ = child.kill();
@@ -126,6 +122,55 @@ impl Registry {
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("data")
     }
+
+    /// Kills the registry process (SIGKILL, as a crash); its port, storage
+    /// and configuration are kept for [`Registry::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again with the same configuration: same port, same
+    /// storage (the images pushed before are still there), same notifications.
+    /// Panics when it does not listen again within 15 s (e.g. the port was taken).
+    pub fn restart(&mut self) {
+        self.stop();
+        let addr: SocketAddr = self.host.parse().expect("registry addr");
+        let log_path = self.dir.path().join("registry.log");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut child = spawn(&self.config, &log_path);
+            if wait_listening(&mut child, addr) {
+                self.child = child;
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not start again on {addr}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// `docker-registry serve <config>`, appending to `log_path`.
+fn spawn(config: &Path, log_path: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("registry log file");
+    Command::new(BINARY)
+        .arg("serve")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{BINARY} serve`: {e}"))
 }
 
 impl Drop for Registry {

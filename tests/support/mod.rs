@@ -2,6 +2,7 @@
 #![allow(dead_code)] // not every test crate uses every helper
 
 pub mod cluster;
+pub mod extra_apiserver;
 pub mod git_http;
 pub mod git_repo;
 pub mod gitea;
