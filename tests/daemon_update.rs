@@ -375,7 +375,8 @@ async fn policies_reload_live_and_a_bad_change_keeps_the_running_config() {
 }
 
 /// In pull-request mode the daemon must never push a tag bump to the branch (the
-/// base): its image-update loop stays off until it can open pull requests.
+/// base): the writer pushes only the policy's head branch, then calls the forge
+/// (here nothing listens; tests/daemon_pr.rs has the whole flow on a real Gitea).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_request_mode_never_pushes_to_the_base_branch() {
     let s = setup(&[], "").await;
@@ -390,28 +391,31 @@ async fn pull_request_mode_never_pushes_to_the_base_branch() {
     )
     .expect("write config");
     let mut d = start(&s).await;
-    let warned = d
-        .wait_event(
-            "update.mode `pull-request` is not run by `capstan run` yet: the image-update loop is off; run `capstan update --once` for pull requests (e.g. from a CronJob); syncing and webhook reactions (merge on approval, sync on merge) run here",
-            &[],
-            WAIT,
-        )
-        .await;
-    assert_eq!(warned["level"], "WARN");
+    let base = s.repo.head();
     Pusher::new(&s.registry)
         .image("acme/app", &Image::new("2024-02-01T00:00:00Z"), &["1.1.0"])
         .await;
-    d.wait_until("the registry's notification", WAIT, || async {
-        d.sample("capstan_webhooks_total{endpoint=\"registry\",result=\"accepted\"}")
+    // The writer pushes the policy's head branch, one commit on the base head ...
+    d.wait_event(
+        "pull request branch pushed",
+        &[("policy", "app"), ("branch", "capstan/app")],
+        WAIT,
+    )
+    .await;
+    let parent =
+        support::git_repo::git(&s.repo.path(), &["log", "-1", "--format=%P", "capstan/app"]);
+    assert_eq!(parent.trim(), base, "one commit on the base head");
+    // ... and asks the forge (nothing listens there): the failed call is counted.
+    d.wait_until("the failed forge call", WAIT, || async {
+        d.sample("capstan_forge_calls_total{operation=\"find_pull_request\",result=\"failure\"}")
             .await
             .unwrap_or(0.0)
             >= 1.0
     })
     .await;
-    // Long enough for a scan, the 1 s rescan and a push, had anything been started.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(scans(&d, "app", "success").await >= 1.0);
+    assert_eq!(s.repo.head(), base, "the base branch is never pushed");
     assert_eq!(s.repo.log().len(), 1, "nothing pushed: {:?}", s.repo.log());
-    assert_eq!(scans(&d, "app", "success").await, 0.0, "no scan task runs");
     let status = d.terminate(Duration::from_secs(20)).await;
     assert!(status.success(), "{status}; log:\n{}", d.log());
 }

@@ -13,8 +13,9 @@
 //! | `capstan_update_scans_total` | `policy`, `result` | registry scans |
 //! | `capstan_update_tags_seen` | `policy` | tags the last successful scan listed |
 //! | `capstan_update_decisions_total` | `policy`, `decision` | `chosen` or `none` |
-//! | `capstan_git_pushes_total` | | commits pushed by the image-update loop |
+//! | `capstan_git_pushes_total` | | commits pushed by the image-update loop (pull-request mode: head branches) |
 //! | `capstan_git_push_retries_total` | | pushes rejected and recomputed |
+//! | `capstan_update_pull_requests_total` | `action` | pull requests `opened`, `updated` (new commit, title or body) or `closed` (superseded) by the image-update loop |
 //! | `capstan_forge_calls_total` | `operation`, `result` | forge API calls |
 //! | `capstan_errors_total` | `kind` | errors by kind |
 //! | `capstan_triggers_total` | `loop`, `source` | immediate runs requested |
@@ -59,6 +60,11 @@ pub struct PolicyDecision {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullRequestAction {
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ForgeCall {
     pub operation: &'static str,
     pub result: &'static str,
@@ -99,6 +105,7 @@ pub struct Metrics {
     pub decisions: Family<PolicyDecision, Counter>,
     pub git_pushes: Counter,
     pub git_push_retries: Counter,
+    pub pull_requests: Family<PullRequestAction, Counter>,
     pub forge_calls: Family<ForgeCall, Counter>,
     pub errors: Family<ErrorKind, Counter>,
     pub triggers: Family<TriggerLabel, Counter>,
@@ -136,6 +143,7 @@ impl Metrics {
             decisions: Family::default(),
             git_pushes: Counter::default(),
             git_push_retries: Counter::default(),
+            pull_requests: Family::default(),
             forge_calls: Family::default(),
             errors: Family::default(),
             triggers: Family::default(),
@@ -190,6 +198,11 @@ impl Metrics {
             m.git_push_retries.clone(),
         );
         registry.register(
+            "update_pull_requests",
+            "Pull requests opened, updated or closed by the image-update loop",
+            m.pull_requests.clone(),
+        );
+        registry.register(
             "forge_calls",
             "Forge API calls by operation and result",
             m.forge_calls.clone(),
@@ -227,6 +240,13 @@ impl Metrics {
         if !ok {
             self.error("forge");
         }
+    }
+
+    /// One pull request `opened`, `updated` or `closed` by the image-update loop.
+    pub fn pull_request(&self, action: &'static str) {
+        self.pull_requests
+            .get_or_create(&PullRequestAction { action })
+            .inc();
     }
 
     /// The exposition text (OpenMetrics text format, which Prometheus reads).
@@ -286,6 +306,7 @@ mod tests {
             })
             .observe(0.2);
         m.git_pushes.inc();
+        m.pull_request("opened");
         m.error("git");
         m.triggers
             .get_or_create(&TriggerLabel {
@@ -299,6 +320,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("capstan_git_pushes_total 1"), "{text}");
+        assert!(
+            text.contains("capstan_update_pull_requests_total{action=\"opened\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("capstan_errors_total{kind=\"git\"} 1"),
             "{text}"

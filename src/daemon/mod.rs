@@ -3,7 +3,8 @@
 //!
 //! - [`schedule`]: interval with jitter, triggers, backoff; the step driver
 //!   that catches panics so no task can crash or starve the others.
-//! - [`update_loop`]: one scan task per policy and the one Git writer.
+//! - [`update_loop`]: one scan task per policy and the one Git writer (pushes,
+//!   or pull requests through the forge: [`forge_calls`] counts its calls).
 //! - [`sync_loop`]: one sync task per target, with drift watches.
 //! - [`tasks`]: the running set of tasks and how a new configuration changes it.
 //! - [`server`]: webhooks, manual triggers, probes, metrics ([`webhook_auth`]
@@ -20,6 +21,7 @@
 //! writers stopped; otherwise from [`Options::leader`] (always the leader
 //! with [`Options::new`]).
 
+pub mod forge_calls;
 pub mod leader;
 pub mod metrics;
 pub mod reload;

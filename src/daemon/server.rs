@@ -2,7 +2,7 @@
 //!
 //! | endpoint | who may call | does |
 //! |---|---|---|
-//! | `POST /hooks/github` | GitHub, signed with the webhook secret | `push` to the branch or a merged `pull_request` into it → sync every target; `package`/`registry_package` → scan the policies of that image |
+//! | `POST /hooks/github` | GitHub (or Gitea), signed with the webhook secret | `push` to the branch or a merged `pull_request` into it → sync every target (and, in `pull-request` mode, rebuild the pull requests on the new base); `package`/`registry_package` → scan the policies of that image |
 //! | `POST /hooks/registry` | a registry, with the shared token | a tag pushed → scan the policies watching that image |
 //! | `POST /trigger/sync/{target}` | bearer trigger token | sync one target now |
 //! | `POST /trigger/update/{policy}` | bearer trigger token | scan one policy now |
@@ -251,7 +251,15 @@ fn pr_reaction(
         Reaction::TriggerSync { commit, reason } => {
             tracing::info!(delivery, commit = %commit, reason = %reason, "GitHub event: syncing");
             let targets = shared.trigger_all_syncs("webhook");
-            reply(StatusCode::ACCEPTED, json!({ "sync": targets }))
+            // Pull-request mode: the pull requests follow the new base.
+            if shared.trigger_write("webhook") {
+                reply(
+                    StatusCode::ACCEPTED,
+                    json!({ "sync": targets, "pullRequests": true }),
+                )
+            } else {
+                reply(StatusCode::ACCEPTED, json!({ "sync": targets }))
+            }
         }
         Reaction::MergeIfGreen {
             number,

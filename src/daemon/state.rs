@@ -91,6 +91,10 @@ pub struct Routes {
     /// Policy name → its scan task's trigger.
     pub update: BTreeMap<String, Arc<Notify>>,
     pub policies: Vec<ImagePolicy>,
+    /// The writer of the image-update loop in `pull-request` mode: woken when
+    /// the base branch moves (a merge, a push), so open pull requests are
+    /// rebuilt on the new base and those the base now holds are closed.
+    pub write: Option<Arc<Notify>>,
     /// The branch the sync loop reads (`repository.branch`).
     pub branch: String,
     pub secrets: Secrets,
@@ -170,6 +174,18 @@ impl Shared {
             t.notify_one();
         }
         routes.sync.keys().cloned().collect()
+    }
+
+    /// Wakes the pull-request writer (when `update.mode` is `pull-request`);
+    /// `true` when there is one.
+    pub fn trigger_write(&self, source: &'static str) -> bool {
+        let Some(w) = self.routes().write else {
+            return false;
+        };
+        self.count("update", source);
+        tracing::info!(source, "pull requests triggered");
+        w.notify_one();
+        true
     }
 
     /// Triggers one policy's scan; `false` when there is no such policy.

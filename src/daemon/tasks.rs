@@ -1,7 +1,8 @@
 //! The running set of tasks and how a configuration changes it.
 //!
 //! Tasks: one scan per policy and one writer (the image-update loop,
-//! [`super::update_loop`]), one sync per target ([`super::sync_loop`]). Each
+//! [`super::update_loop`]; with `update.mode: pull-request` the writer opens
+//! pull requests through the configured forge), one sync per target ([`super::sync_loop`]). Each
 //! task carries a fingerprint of the configuration it was started with; on
 //! [`TaskSet::apply`] a task whose fingerprint is unchanged keeps running,
 //! a changed one is stopped and started again, a removed one is stopped and
@@ -17,10 +18,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::forge_calls::CountedForge;
 use super::schedule::{self, Context, Schedule, TaskName};
 use super::state::{ForgeHandle, GitHubRules, Routes, Secrets, Shared};
 use super::sync_loop::{self, SyncState};
-use super::update_loop::{self, UpdateState};
+use super::update_loop::{self, UpdateState, Writer};
 use crate::config::{Config, Target};
 use crate::forge::SyncReporter;
 use crate::policy::ImagePolicy;
@@ -28,6 +30,7 @@ use crate::registry::transport::ClientOptions;
 use crate::registry::{ScanOptions, Scanner};
 use crate::sync::Source;
 use crate::update::Settings;
+use crate::update::pull_request::PrSettings;
 
 /// A configuration and its policies, as loaded from disk.
 #[derive(Debug, Clone)]
@@ -50,6 +53,48 @@ struct Reporting {
 
 /// How long queued notifications may take to go out when a notifier is replaced
 /// or the daemon stops (the stop itself is bounded by `server.shutdownTimeout`).
+/// What the writer of [`update_loop`] does, before it is built.
+enum WriterConfig {
+    Push,
+    PullRequests {
+        settings: PrSettings,
+        forge: Arc<dyn crate::forge::Forge>,
+        notifier: crate::notify::Notifier,
+        /// Of the forge and notifier ([`Reporting::fingerprint`]).
+        fingerprint: String,
+    },
+}
+
+impl WriterConfig {
+    /// What restarts the update tasks when it changes.
+    fn fingerprint(&self) -> String {
+        match self {
+            WriterConfig::Push => "push".into(),
+            WriterConfig::PullRequests {
+                settings,
+                fingerprint,
+                ..
+            } => format!("pull-request|{settings:?}|{fingerprint}"),
+        }
+    }
+
+    fn into_writer(self, metrics: Arc<super::metrics::Metrics>) -> Writer {
+        match self {
+            WriterConfig::Push => Writer::Push,
+            WriterConfig::PullRequests {
+                settings,
+                forge,
+                notifier,
+                ..
+            } => Writer::PullRequests {
+                settings,
+                forge: Arc::new(CountedForge::new(forge, metrics)),
+                notifier,
+            },
+        }
+    }
+}
+
 const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Running {
@@ -106,14 +151,7 @@ impl TaskSet {
         let config = &loaded.config;
         // Everything that can fail, first.
         let pull_requests = config.update.mode.value == crate::config::UpdateMode::PullRequest;
-        if pull_requests && !loaded.policies.is_empty() {
-            // The writer pushes to the branch; in pull-request mode that would be
-            // the base branch, exactly what such a repository forbids.
-            tracing::warn!(
-                "update.mode `pull-request` is not run by `capstan run` yet: the image-update loop is off; run `capstan update --once` for pull requests (e.g. from a CronJob); syncing and webhook reactions (merge on approval, sync on merge) run here"
-            );
-        }
-        let settings = if loaded.policies.is_empty() || pull_requests {
+        let settings = if loaded.policies.is_empty() {
             None
         } else {
             Some(
@@ -124,9 +162,31 @@ impl TaskSet {
         let source = Source::from_config(config, &loaded.config_dir).map_err(|e| e.to_string())?;
         let reporting = self.reporting_for(config)?;
         let forge = reporting.forge.clone().map(ForgeHandle);
+        // `pull-request` mode: the writer opens pull requests through the forge
+        // the sync loop reports to; the base branch is never pushed.
+        let writer = match settings {
+            Some(_) if pull_requests => {
+                let pr = PrSettings::from_config(config, &loaded.config_dir)
+                    .map_err(|e| e.to_string())?;
+                let Some(forge) = reporting.forge.clone() else {
+                    return Err(
+                        "update.mode `pull-request` needs a forge, and none could be built from `forge:` (see the warning above)"
+                            .into(),
+                    );
+                };
+                Some(WriterConfig::PullRequests {
+                    settings: pr,
+                    forge,
+                    notifier: reporting.notifier.clone(),
+                    fingerprint: reporting.fingerprint.clone(),
+                })
+            }
+            Some(_) => Some(WriterConfig::Push),
+            None => None,
+        };
         let mut changes = Changes::default();
         self.retired.retain(|h| !h.is_finished());
-        self.apply_update(loaded, settings, &mut changes);
+        self.apply_update(loaded, settings.zip(writer), &mut changes);
         self.apply_sync(loaded, &source, &reporting, &mut changes);
 
         if config.targets.is_empty() && loaded.policies.is_empty() {
@@ -154,6 +214,10 @@ impl TaskSet {
                 .map(|(n, r)| (n.clone(), r.trigger.clone()))
                 .collect(),
             policies: loaded.policies.clone(),
+            write: match &self.update {
+                Some((_, state)) if pull_requests => Some(state.write.clone()),
+                _ => None,
+            },
             branch: config.repository.branch.value.clone(),
             secrets: Secrets::from_env(&config.server),
             max_body_bytes: config.server.max_body_bytes.value,
@@ -163,9 +227,14 @@ impl TaskSet {
         Ok(changes)
     }
 
-    fn apply_update(&mut self, loaded: &Loaded, settings: Option<Settings>, changes: &mut Changes) {
+    fn apply_update(
+        &mut self,
+        loaded: &Loaded,
+        settings: Option<(Settings, WriterConfig)>,
+        changes: &mut Changes,
+    ) {
         let config = &loaded.config;
-        let Some(settings) = settings else {
+        let Some((settings, writer)) = settings else {
             if let Some(w) = self.writer.take() {
                 changes.stopped.push("update writer".into());
                 self.retire(w);
@@ -177,7 +246,11 @@ impl TaskSet {
             self.update = None;
             return;
         };
-        let update_fp = format!("{settings:?}|{:?}", config.registries);
+        let update_fp = format!(
+            "{settings:?}|{:?}|{}",
+            config.registries,
+            writer.fingerprint()
+        );
         let state = match &self.update {
             Some((fp, state)) if *fp == update_fp => state.clone(),
             previous => {
@@ -189,6 +262,7 @@ impl TaskSet {
                         ScanOptions::default(),
                     )),
                     settings,
+                    writer.into_writer(self.ctx.metrics.clone()),
                     self.checkout_lock.clone(),
                     Box::new(move || shared.set_ready()),
                 ));

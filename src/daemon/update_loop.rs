@@ -8,6 +8,13 @@
 //! writes are serialized by construction and choices that arrive together
 //! land in one commit. A scan that fails keeps the policy's previous choice
 //! (its task backs off); the other policies are not held up.
+//!
+//! With `update.mode: pull-request` the writer runs the pull-request pass
+//! ([`crate::update::pull_request::run_once`]) instead: one head branch and
+//! one pull request per policy, opened or updated through the forge, the base
+//! branch never pushed. That pass is stateless (the pull request is found by
+//! its head branch), so after a merge the base holds the tag and the next pass
+//! proposes nothing for it; a newer tag opens a fresh pull request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,15 +23,33 @@ use tokio::sync::Notify;
 
 use super::metrics::{PolicyDecision, PolicyLabel, PolicyResult};
 use super::schedule::{Context, Failure};
+use crate::forge::Forge;
 use crate::manifests::Wanted;
+use crate::notify::Notifier;
 use crate::policy::ImagePolicy;
 use crate::registry::Scanner;
+use crate::update::pr_branch::BranchState;
+use crate::update::pull_request::{self, Action, PrSettings};
 use crate::update::{self, Choices, Outcome, Settings, from_registry};
+
+/// What the writer does with the choices.
+pub enum Writer {
+    /// Commit and push to the branch (`update.mode: push`).
+    Push,
+    /// One pull request per policy (`update.mode: pull-request`).
+    PullRequests {
+        settings: PrSettings,
+        /// Counts its calls ([`super::forge_calls::CountedForge`]).
+        forge: Arc<dyn Forge>,
+        notifier: Notifier,
+    },
+}
 
 /// What the scan tasks and the writer share.
 pub struct UpdateState {
     pub scanner: Arc<Scanner>,
     pub settings: Settings,
+    pub writer: Writer,
     /// The latest choice of each policy, by name.
     choices: Mutex<HashMap<String, Wanted>>,
     /// Wakes the writer.
@@ -48,12 +73,14 @@ impl UpdateState {
     pub fn new(
         scanner: Arc<Scanner>,
         settings: Settings,
+        writer: Writer,
         checkout: Arc<tokio::sync::Mutex<()>>,
         on_git_contact: Box<dyn Fn() + Send + Sync>,
     ) -> UpdateState {
         UpdateState {
             scanner,
             settings,
+            writer,
             choices: Mutex::new(HashMap::new()),
             write: Arc::new(Notify::new()),
             checkout,
@@ -175,6 +202,15 @@ pub async fn write_step(
         return Ok(());
     }
     let _checkout = state.checkout.lock().await;
+    if let Writer::PullRequests {
+        settings,
+        forge,
+        notifier,
+    } = &state.writer
+    {
+        return pull_requests_step(&state, &ctx, settings, forge.as_ref(), notifier, &choices)
+            .await;
+    }
     let report = update::run_once_async(state.settings.clone(), choices)
         .await
         .map_err(|e| Failure::new("git", e))?;
@@ -212,6 +248,58 @@ pub async fn write_step(
             format!(
                 "{} problem(s) in the manifests; first: {first}",
                 report.plan.problems.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The pull-request pass: head branches pushed, pull requests opened,
+/// updated or closed; the base branch is never pushed.
+async fn pull_requests_step(
+    state: &UpdateState,
+    ctx: &Context,
+    settings: &PrSettings,
+    forge: &dyn Forge,
+    notifier: &Notifier,
+    choices: &Choices,
+) -> Result<(), Failure> {
+    let report = pull_request::run_once(settings, choices, forge, state.scanner.as_ref(), notifier)
+        .await
+        .map_err(|e| Failure::new("git", e))?;
+    (state.on_git_contact)();
+    for r in &report.results {
+        let pushed = matches!(r.state, BranchState::Proposed { pushed: true, .. });
+        if pushed {
+            ctx.metrics.git_pushes.inc();
+        }
+        match r.action {
+            Action::Opened => ctx.metrics.pull_request("opened"),
+            Action::Updated => ctx.metrics.pull_request("updated"),
+            // A new commit under the same title and body is an update too.
+            Action::Unchanged if pushed => ctx.metrics.pull_request("updated"),
+            Action::Closed => ctx.metrics.pull_request("closed"),
+            Action::Unchanged | Action::None => {}
+        }
+        for problem in &r.problems {
+            tracing::warn!(policy = %r.policy, problem = %problem, "update problem");
+        }
+    }
+    if let Some(r) = report.results.iter().find(|r| r.error.is_some()) {
+        let failed = report.results.iter().filter(|r| r.error.is_some()).count();
+        // A failed forge call was counted as a `forge` error already.
+        let kind = match (&r.state, r.problems.is_empty()) {
+            (_, false) => "update",
+            (BranchState::Failed { .. }, true) => "git",
+            _ => "pull_request",
+        };
+        return Err(Failure::new(
+            kind,
+            format!(
+                "{failed} pull request(s) not handled; first: policy {} ({}): {}",
+                r.policy,
+                r.branch,
+                r.error.as_deref().unwrap_or_default()
             ),
         ));
     }
