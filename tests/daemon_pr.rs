@@ -7,7 +7,7 @@
 //! tag 1.1.0 → a pull request from `capstan/app`, the base untouched; tag 1.2.0 → the same
 //! pull request, its branch rewritten to one commit on the base head; merged through
 //! Gitea's API → nothing reopened for 1.2.0; tag 1.3.0 → a fresh pull request on the merged
-//! base.
+//! base; a person's commit on the base → the head branch rebuilt on it, same pull request.
 
 mod daemon_support;
 mod support;
@@ -80,7 +80,7 @@ fn head_shape(clone: &Path, auth: &str, url: &str) -> (Vec<String>, usize, Strin
             "-q",
             "--force",
             url,
-            &format!("+refs/heads/main:refs/remotes/o/main"),
+            "+refs/heads/main:refs/remotes/o/main",
             &format!("+refs/heads/{HEAD}:refs/remotes/o/{HEAD}"),
         ],
     );
@@ -248,7 +248,7 @@ update:
     );
     assert_eq!(branch_head(&forge, &repo, "main").await, seeded);
     let (parents, ahead, file) = head_shape(&clone, &auth, &repo.clone_url);
-    assert_eq!(parents, [seeded.clone()], "one commit on the base head");
+    assert_eq!(parents, [seeded.as_str()], "one commit on the base head");
     assert_eq!(ahead, 1);
     assert_eq!(file, deployment(&format!("{image}:1.1.0")));
 
@@ -278,7 +278,7 @@ update:
     let (parents, ahead, file) = head_shape(&clone, &auth, &repo.clone_url);
     assert_eq!(
         parents,
-        [seeded.clone()],
+        [seeded.as_str()],
         "still one commit on the base head"
     );
     assert_eq!(ahead, 1);
@@ -384,7 +384,7 @@ update:
     let (parents, ahead, file) = head_shape(&clone, &auth, &repo.clone_url);
     assert_eq!(
         parents,
-        [merge_commit.clone()],
+        [merge_commit.as_str()],
         "one commit on the merged base"
     );
     assert_eq!(ahead, 1);
@@ -406,11 +406,51 @@ update:
     assert_eq!(old["state"], "closed");
     assert_eq!(old["merged"], true);
 
+    // A person's commit on the base: Gitea's push webhook wakes the writer, which
+    // rebuilds the head branch on it; the same pull request, its title and body as
+    // they were (Gitea keeps them byte for byte: no needless update).
+    let fetched = git_net(
+        &seed,
+        &["-c", &auth, "fetch", "-q", &repo.clone_url, "main"],
+    );
+    assert_git_ok(&fetched, "fetching the merged base");
+    git(&seed, &["reset", "-q", "--hard", "FETCH_HEAD"]);
+    std::fs::write(seed.join("NOTES.md"), "a person's note\n").expect("write");
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "a person's commit"]);
+    let human = git(&seed, &["rev-parse", "HEAD"]).trim().to_owned();
+    let pushed = git_net(&seed, &["-c", &auth, "push", "-q", &repo.clone_url, "main"]);
+    assert_git_ok(&pushed, "a person's push to main");
+    d.wait_event(
+        "pull request branch pushed",
+        &[("branch", HEAD), ("base_head", &human)],
+        WAIT,
+    )
+    .await;
+    d.wait_event(
+        "pull request",
+        &[("policy", "app"), ("action", "Unchanged")],
+        WAIT,
+    )
+    .await;
+    let open = open_pulls(&forge, &repo).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["number"].as_u64(), Some(third_number));
+    let (parents, ahead, file) = head_shape(&clone, &auth, &repo.clone_url);
+    assert_eq!(
+        parents,
+        [human.as_str()],
+        "one commit on the person's commit"
+    );
+    assert_eq!(ahead, 1);
+    assert_eq!(file, deployment(&format!("{image}:1.3.0")));
+
     // What the metrics say.
     let opened = series(&d, "capstan_update_pull_requests_total{action=\"opened\"}").await;
     let updated = series(&d, "capstan_update_pull_requests_total{action=\"updated\"}").await;
     assert_eq!(opened, 2.0, "{}", d.metrics().await);
-    assert!(updated >= 1.0, "{}", d.metrics().await);
+    // 1.2.0, and the rebuild on the person's commit.
+    assert!(updated >= 2.0, "{}", d.metrics().await);
     for op in [
         "find_pull_request",
         "open_pull_request",
@@ -423,7 +463,7 @@ update:
         .await;
         assert!(ok >= 1.0, "{op}: {}", d.metrics().await);
     }
-    assert!(series(&d, "capstan_git_pushes_total").await >= 3.0);
+    assert!(series(&d, "capstan_git_pushes_total").await >= 4.0);
     eprintln!(
         "pull-request mode on Gitea: opened {:.2} s, updated {:.2} s, reopened after merge {:.2} s after the tag push; whole test {:.1} s",
         opened_after.as_secs_f64(),

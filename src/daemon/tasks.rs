@@ -57,7 +57,7 @@ struct Reporting {
 enum WriterConfig {
     Push,
     PullRequests {
-        settings: PrSettings,
+        settings: Box<PrSettings>,
         forge: Arc<dyn crate::forge::Forge>,
         notifier: crate::notify::Notifier,
         /// Of the forge and notifier ([`Reporting::fingerprint`]).
@@ -175,7 +175,7 @@ impl TaskSet {
                     );
                 };
                 Some(WriterConfig::PullRequests {
-                    settings: pr,
+                    settings: Box::new(pr),
                     forge,
                     notifier: reporting.notifier.clone(),
                     fingerprint: reporting.fingerprint.clone(),

@@ -38,7 +38,7 @@ pub enum Writer {
     Push,
     /// One pull request per policy (`update.mode: pull-request`).
     PullRequests {
-        settings: PrSettings,
+        settings: Box<PrSettings>,
         /// Counts its calls ([`super::forge_calls::CountedForge`]).
         forge: Arc<dyn Forge>,
         notifier: Notifier,
