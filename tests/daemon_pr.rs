@@ -7,7 +7,8 @@
 //! tag 1.1.0 → a pull request from `capstan/app`, the base untouched; tag 1.2.0 → the same
 //! pull request, its branch rewritten to one commit on the base head; merged through
 //! Gitea's API → nothing reopened for 1.2.0; tag 1.3.0 → a fresh pull request on the merged
-//! base; a person's commit on the base → the head branch rebuilt on it, same pull request.
+//! base; a person's commit on the base → the head branch rebuilt on it, same pull request;
+//! the person makes the same bump on the base → that pull request closed as superseded.
 
 mod daemon_support;
 mod support;
@@ -445,9 +446,52 @@ update:
     assert_eq!(ahead, 1);
     assert_eq!(file, deployment(&format!("{image}:1.3.0")));
 
+    // The person makes the same edit on the base: the pull request is superseded and
+    // closed with a comment naming the base commit; nothing new is opened.
+    std::fs::write(
+        seed.join("apps/deploy.yaml"),
+        deployment(&format!("{image}:1.3.0")),
+    )
+    .expect("write");
+    git(
+        &seed,
+        &["commit", "-q", "-am", "a person bumps to 1.3.0 by hand"],
+    );
+    let by_hand = git(&seed, &["rev-parse", "HEAD"]).trim().to_owned();
+    let pushed = git_net(&seed, &["-c", &auth, "push", "-q", &repo.clone_url, "main"]);
+    assert_git_ok(&pushed, "a person's bump on main");
+    let closed = wait_for("the superseded pull request closed", WAIT, || async {
+        let pr = forge
+            .expect(
+                StatusCode::OK,
+                Method::GET,
+                &repo.path(&format!("/pulls/{third_number}")),
+                None,
+            )
+            .await;
+        ensure!(pr["state"] == "closed", "state {}", pr["state"]);
+        Ok(pr)
+    })
+    .await;
+    assert_eq!(closed["merged"], false, "{closed}");
+    let comments = forge
+        .expect(
+            StatusCode::OK,
+            Method::GET,
+            &repo.path(&format!("/issues/{third_number}/comments")),
+            None,
+        )
+        .await;
+    let said = comments[0]["body"].as_str().unwrap_or_default();
+    assert!(said.contains(&by_hand), "comment: {comments}");
+    assert!(open_pulls(&forge, &repo).await.is_empty());
+    assert_eq!(branch_head(&forge, &repo, "main").await, by_hand);
+
     // What the metrics say.
     let opened = series(&d, "capstan_update_pull_requests_total{action=\"opened\"}").await;
     let updated = series(&d, "capstan_update_pull_requests_total{action=\"updated\"}").await;
+    let closes = series(&d, "capstan_update_pull_requests_total{action=\"closed\"}").await;
+    assert_eq!(closes, 1.0, "{}", d.metrics().await);
     assert_eq!(opened, 2.0, "{}", d.metrics().await);
     // 1.2.0, and the rebuild on the person's commit.
     assert!(updated >= 2.0, "{}", d.metrics().await);

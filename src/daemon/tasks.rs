@@ -2,13 +2,14 @@
 //!
 //! Tasks: one scan per policy and one writer (the image-update loop,
 //! [`super::update_loop`]; with `update.mode: pull-request` the writer opens
-//! pull requests through the configured forge), one sync per target ([`super::sync_loop`]). Each
-//! task carries a fingerprint of the configuration it was started with; on
-//! [`TaskSet::apply`] a task whose fingerprint is unchanged keeps running,
-//! a changed one is stopped and started again, a removed one is stopped and
-//! a new one is started. Everything that can fail is checked before any task
-//! is touched, so a configuration the daemon cannot run leaves the old set
-//! running. A stopped task finishes the step it is in (a push, an apply).
+//! pull requests through the configured forge), one sync per target
+//! ([`super::sync_loop`]). Each task carries a fingerprint of the
+//! configuration it was started with; on [`TaskSet::apply`] a task whose
+//! fingerprint is unchanged keeps running, a changed one is stopped and
+//! started again, a removed one is stopped and a new one is started.
+//! Everything that can fail is checked before any task is touched, so a
+//! configuration the daemon cannot run leaves the old set running. A stopped
+//! task finishes the step it is in (a push, an apply).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,8 +52,6 @@ struct Reporting {
     fingerprint: String,
 }
 
-/// How long queued notifications may take to go out when a notifier is replaced
-/// or the daemon stops (the stop itself is bounded by `server.shutdownTimeout`).
 /// What the writer of [`update_loop`] does, before it is built.
 enum WriterConfig {
     Push,
@@ -95,6 +94,8 @@ impl WriterConfig {
     }
 }
 
+/// How long queued notifications may take to go out when a notifier is replaced
+/// or the daemon stops (the stop itself is bounded by `server.shutdownTimeout`).
 const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Running {

@@ -1,6 +1,7 @@
 //! `update.mode: pull-request`: one pull request per policy, opened or
 //! updated through the [`Forge`], from the head branches [`pr_branch`]
-//! prepares.
+//! prepares. Run by `capstan update --once` and by the writer of `capstan run`
+//! (`crate::daemon::update_loop`).
 //!
 //! Stateless by design: the pull request of a policy is found on the forge
 //! by its deterministic head branch, so a restart never opens a duplicate
