@@ -53,9 +53,7 @@ async fn repo_push_status_and_pull_request() {
 
     // The forge sees exactly that commit on main.
     gitea.wait_for_branch(&repo, "main", &base).await;
-    let meta = gitea
-        .expect(StatusCode::OK, Method::GET, &repo.path(""), None)
-        .await;
+    let meta = repo.get("").await;
     assert_eq!(meta["empty"], false, "{meta}");
     assert_eq!(meta["default_branch"], "main", "{meta}");
 
@@ -76,27 +74,13 @@ async fn repo_push_status_and_pull_request() {
         .await;
     assert_eq!(created["status"], "success", "{created}");
     assert_eq!(created["context"], "capstan/sync", "{created}");
-    let statuses = gitea
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path(&format!("/commits/{base}/statuses")),
-            None,
-        )
-        .await;
+    let statuses = repo.get(&format!("/commits/{base}/statuses")).await;
     let list = statuses.as_array().expect("statuses list");
     assert_eq!(list.len(), 1, "{statuses}");
     assert_eq!(list[0]["context"], "capstan/sync");
     assert_eq!(list[0]["status"], "success");
     assert_eq!(list[0]["description"], "applied 3 objects");
-    let combined = gitea
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path(&format!("/commits/{base}/status")),
-            None,
-        )
-        .await;
+    let combined = repo.get(&format!("/commits/{base}/status")).await;
     assert_eq!(combined["state"], "success", "{combined}");
     assert_eq!(combined["sha"], base.as_str(), "{combined}");
 
@@ -131,14 +115,7 @@ async fn repo_push_status_and_pull_request() {
     assert_eq!(pr["base"]["ref"], "main", "{pr}");
     assert_eq!(pr["mergeable"], true, "{pr}");
 
-    let open = gitea
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path("/pulls?state=open"),
-            None,
-        )
-        .await;
+    let open = repo.get("/pulls?state=open").await;
     let open = open.as_array().expect("pull list");
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0]["number"].as_u64(), Some(number));
@@ -147,14 +124,7 @@ async fn repo_push_status_and_pull_request() {
     assert_eq!(open[0]["user"]["login"], login.as_str());
 
     // The PR's files are exactly the tag bump.
-    let files = gitea
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path(&format!("/pulls/{number}/files")),
-            None,
-        )
-        .await;
+    let files = repo.get(&format!("/pulls/{number}/files")).await;
     let files = files.as_array().expect("file list");
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(files[0]["filename"], "app.yaml");
@@ -287,23 +257,12 @@ async fn push_webhook_reaches_loopback() {
         .expect("bind receiver");
     let port = listener.local_addr().expect("local addr").port();
     let secret = "hook-secret";
-    gitea
-        .expect(
-            StatusCode::CREATED,
-            Method::POST,
-            &repo.path("/hooks"),
-            Some(json!({
-                "type": "gitea",
-                "active": true,
-                "events": ["push"],
-                "config": {
-                    "url": format!("http://127.0.0.1:{port}/hooks/gitea"),
-                    "content_type": "json",
-                    "secret": secret,
-                },
-            })),
-        )
-        .await;
+    repo.add_webhook(
+        &format!("http://127.0.0.1:{port}/hooks/gitea"),
+        secret,
+        &["push"],
+    )
+    .await;
 
     let (work, sha) = local_repo(&repo, "app.yaml", "image: ghcr.io/acme/app:2.0.0\n");
     let dir = work.path();

@@ -123,25 +123,35 @@ impl Gitea {
 
     /// A fresh, empty repository of the token's user; deleted again by `RepoGuard`.
     pub async fn create_repo(&self, prefix: &str) -> RepoGuard<'_> {
+        self.new_repo(prefix, false).await
+    }
+
+    /// A fresh repository of the token's user whose `main` holds Gitea's README commit.
+    pub async fn create_repo_with_readme(&self, prefix: &str) -> RepoGuard<'_> {
+        self.new_repo(prefix, true).await
+    }
+
+    async fn new_repo(&self, prefix: &str, with_readme: bool) -> RepoGuard<'_> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock")
             .as_nanos();
         let name = format!("{prefix}-{}-{nanos}", std::process::id());
         let owner = self.login().await;
+        let mut body = json!({ "name": name, "auto_init": with_readme, "default_branch": "main", "private": true });
+        if with_readme {
+            body["readme"] = json!("Default");
+        }
         let repo = self
-            .expect(
-                StatusCode::CREATED,
-                Method::POST,
-                "/user/repos",
-                Some(json!({ "name": name, "auto_init": false, "default_branch": "main", "private": true })),
-            )
+            .expect(StatusCode::CREATED, Method::POST, "/user/repos", Some(body))
             .await;
         assert_eq!(repo["full_name"], format!("{owner}/{name}"));
-        assert_eq!(
-            repo["empty"], true,
-            "a new repo without auto_init is empty: {repo}"
-        );
+        if !with_readme {
+            assert_eq!(
+                repo["empty"], true,
+                "a new repo without auto_init is empty: {repo}"
+            );
+        }
         let clone_url = repo["clone_url"].as_str().expect("clone_url").to_owned();
         assert!(
             clone_url.starts_with(&self.url),
@@ -200,6 +210,127 @@ pub struct RepoGuard<'a> {
 impl RepoGuard<'_> {
     pub fn path(&self, rest: &str) -> String {
         format!("/repos/{}/{}{rest}", self.owner, self.name)
+    }
+
+    /// `owner/name`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+
+    /// `GET /repos/{owner}/{name}{rest}`, asserting 200; the JSON body.
+    pub async fn get(&self, rest: &str) -> Value {
+        self.gitea
+            .expect(StatusCode::OK, Method::GET, &self.path(rest), None)
+            .await
+    }
+
+    /// The head commit of `branch`, through the API.
+    pub async fn branch_head(&self, branch: &str) -> String {
+        let body = self.get(&format!("/branches/{branch}")).await;
+        body["commit"]["id"]
+            .as_str()
+            .expect("branch commit id")
+            .to_owned()
+    }
+
+    /// The open pull requests (up to 50).
+    pub async fn open_pulls(&self) -> Vec<Value> {
+        let list = self.get("/pulls?state=open&limit=50").await;
+        list.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Pull request `number` as the API shows it.
+    pub async fn pull(&self, number: u64) -> Value {
+        self.get(&format!("/pulls/{number}")).await
+    }
+
+    /// The comments on issue or pull request `number`.
+    pub async fn comments(&self, number: u64) -> Value {
+        self.get(&format!("/issues/{number}/comments")).await
+    }
+
+    /// Polls pull request `number` (60 s at most) until `ready` accepts it; returns it.
+    /// An `Err` from `ready` means "not yet" and says why.
+    pub async fn wait_pull<F>(&self, what: &str, number: u64, ready: F) -> Value
+    where
+        F: Fn(&Value) -> anyhow::Result<()>,
+    {
+        wait_for(what, Duration::from_secs(60), || async {
+            let pr = self.pull(number).await;
+            ready(&pr)?;
+            Ok(pr)
+        })
+        .await
+    }
+
+    /// Adds an active Gitea webhook for `events` that posts JSON to `url`, signed with
+    /// `secret` (Gitea also sends GitHub's `X-Hub-Signature-256`).
+    pub async fn add_webhook(&self, url: &str, secret: &str, events: &[&str]) {
+        let path = self.path("/hooks");
+        self.gitea
+            .expect(
+                StatusCode::CREATED,
+                Method::POST,
+                &path,
+                Some(json!({
+                    "type": "gitea",
+                    "active": true,
+                    "events": events,
+                    "config": {
+                        "url": url,
+                        "content_type": "json",
+                        "secret": secret,
+                    },
+                })),
+            )
+            .await;
+    }
+
+    /// A commit adding `file` (its text is its name and a newline) on a new branch made
+    /// from `main`, through the contents API; returns its id.
+    pub async fn commit_on_new_branch(&self, branch: &str, file: &str, message: &str) -> String {
+        let content = base64::engine::general_purpose::STANDARD.encode(format!("{file}\n"));
+        let path = self.path(&format!("/contents/{file}"));
+        let answer = self
+            .gitea
+            .expect(
+                StatusCode::CREATED,
+                Method::POST,
+                &path,
+                Some(json!({
+                    "content": content,
+                    "message": message,
+                    "branch": "main",
+                    "new_branch": branch,
+                })),
+            )
+            .await;
+        answer["commit"]["sha"]
+            .as_str()
+            .expect("commit sha")
+            .to_owned()
+    }
+
+    /// `-c` value for git: the owner with the API token as password.
+    pub fn git_auth(&self) -> String {
+        git_auth(&self.owner, &self.gitea.token)
+    }
+
+    /// `git push` of `refspec` from the local repository `dir` to this repository, with
+    /// the token; asserts that it succeeds (`what` names it in the failure).
+    pub fn push(&self, dir: &Path, refspec: &str, what: &str) {
+        let pushed = git_net(
+            dir,
+            &[
+                "-c",
+                &self.git_auth(),
+                "push",
+                "-q",
+                &self.clone_url,
+                refspec,
+            ],
+        );
+        assert_git_ok(&pushed, what);
     }
 
     pub async fn delete(self) {
