@@ -24,27 +24,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use daemon_support::{Daemon, server_yaml, write};
+use daemon_support::sync_target::{
+    applied, assert_inventory_is_configmaps, configmaps, sync_config,
+};
+use daemon_support::{Daemon, REGISTRY_TOKEN, notifying_registry, server_yaml, write};
 use k8s_openapi::api::core::v1::ConfigMap;
 use registry_support::push::{Image, Pusher};
-use registry_support::registry::{Options, Registry, free_port};
+use registry_support::registry::{Registry, free_port};
 use support::cluster::TestNamespace;
 use support::extra_apiserver::ExtraApiserver;
 use support::git_http::{GitHttpServer, Trigger};
 use support::git_repo::{BareRepo, git, policy_yaml};
 
-const TOKEN: &str = "registry-token-for-tests";
 const WAIT: Duration = Duration::from_secs(90);
-
-/// A registry that sends its push notifications to the daemon on `port`.
-fn notifying_registry(port: u16) -> Registry {
-    Registry::start(Options {
-        notify: Some(format!(
-            "http://127.0.0.1:{port}/hooks/registry?token={TOKEN}"
-        )),
-        ..Options::default()
-    })
-}
 
 async fn push(registry: &Registry, repo: &str, tag: &str) {
     Pusher::new(registry)
@@ -80,25 +72,13 @@ fn update_config(dir: &Path, url: &str, registries: &[&Registry], interval: &str
     );
 }
 
-async fn start_daemon(dir: &Path, port: u16, env: &[(&str, &str)]) -> Daemon {
-    let mut env = env.to_vec();
-    env.push(("REGISTRY_TOKEN", TOKEN));
-    let mut d = Daemon::start(
+async fn start_daemon(dir: &Path, port: u16) -> Daemon {
+    Daemon::up(
         &dir.join("capstan.yaml"),
         port,
-        &env,
-        registry_support::push::client(None),
-    );
-    d.wait_up().await;
-    d
-}
-
-async fn scans(d: &Daemon, policy: &str, result: &str) -> f64 {
-    d.sample(&format!(
-        "capstan_update_scans_total{{policy=\"{policy}\",result=\"{result}\"}}"
-    ))
+        &[("REGISTRY_TOKEN", REGISTRY_TOKEN)],
+    )
     .await
-    .unwrap_or(0.0)
 }
 
 /// Two registries, two policies. Registry A is killed (port and storage kept)
@@ -153,9 +133,9 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
         "5s",
         port,
     );
-    let d = start_daemon(dir.path(), port, &[]).await;
+    let d = start_daemon(dir.path(), port).await;
     d.wait_until("the first scans of `a` and `b`", WAIT, || async {
-        scans(&d, "a", "success").await >= 1.0 && scans(&d, "b", "success").await >= 1.0
+        d.update_scans("a", "success").await >= 1.0 && d.update_scans("b", "success").await >= 1.0
     })
     .await;
     assert_eq!(repo.log().len(), 1, "nothing to commit for 1.0.0");
@@ -164,7 +144,7 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
     reg_a.stop();
     let down_at = Instant::now();
     d.wait_until("a failed scan of `a`", WAIT, || async {
-        scans(&d, "a", "failure").await >= 1.0
+        d.update_scans("a", "failure").await >= 1.0
     })
     .await;
     let marked = d
@@ -191,7 +171,7 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
 
     // A stays down for at least 30 s; its scans keep failing, nothing is written.
     tokio::time::sleep(Duration::from_secs(31).saturating_sub(down_at.elapsed())).await;
-    let failures_while_down = scans(&d, "a", "failure").await;
+    let failures_while_down = d.update_scans("a", "failure").await;
     assert!(
         failures_while_down >= 3.0,
         "a's scans kept failing while A was down: {failures_while_down}"
@@ -211,7 +191,7 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
         .sample("capstan_webhooks_total{endpoint=\"registry\",result=\"accepted\"}")
         .await
         .unwrap_or(0.0);
-    let failures_at_restart = scans(&d, "a", "failure").await;
+    let failures_at_restart = d.update_scans("a", "failure").await;
     push(&reg_a, "acme/a", "1.1.0").await;
     d.wait_until("A's notification", WAIT, || async {
         d.sample("capstan_webhooks_total{endpoint=\"registry\",result=\"accepted\"}")
@@ -225,7 +205,7 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
     })
     .await;
     let recovery = restarted.elapsed();
-    let failures_after = scans(&d, "a", "failure").await - failures_at_restart;
+    let failures_after = d.update_scans("a", "failure").await - failures_at_restart;
     eprintln!(
         "A down for {:?}; a 1.1.0 committed {recovery:?} after A's restart, by {} ({failures_after} failed scans of `a` after the restart)",
         restarted - down_at,
@@ -255,10 +235,6 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
     assert!(text.contains("capstan_git_pushes_total 2\n"), "{text}");
 }
 
-fn configmap(name: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: b\n")
-}
-
 /// capstan syncs 500 ConfigMaps through an API server of the test's own (on the
 /// shared etcd); that API server is killed (SIGKILL) when some but not all
 /// objects exist (seen through the shared API server) and started again on the
@@ -273,38 +249,31 @@ async fn apiserver_restarted_during_sync_is_retried_to_success() {
     let ns = TestNamespace::new("daemon-apiserver").await;
     let api = ns.api::<ConfigMap>();
     let dir = tempfile::tempdir().expect("tempdir");
-    let many: String = (0..OBJECTS)
-        .map(|i| format!("---\n{}", configmap(&format!("cm-{i:03}"))))
-        .collect();
     let srv = dir.path().join("srv");
-    let repo = BareRepo::create(&srv, "fleet.git", &[("app/many.yaml", &many)]);
+    let repo = BareRepo::create(
+        &srv,
+        "fleet.git",
+        &[("app/many.yaml", &configmaps(OBJECTS))],
+    );
     let git_server = GitHttpServer::start(&srv, None);
     let port = free_port();
     write(
         dir.path(),
         "capstan.yaml",
-        &format!(
-            "repository:\n  url: {url}\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    interval: 1h\n    healthTimeout: 60s\n{server}",
-            url = git_server.url("fleet.git"),
-            ns = ns.name,
-            kc = apiserver.kubeconfig.display(),
-            server = server_yaml(port, ""),
+        &sync_config(
+            &git_server.url("fleet.git"),
+            &ns.name,
+            &apiserver.kubeconfig.display().to_string(),
+            port,
         ),
     );
-    let selector = format!("capstan.dev/target={}", ns.name);
-    let applied = || async {
-        api.list(&kube::api::ListParams::default().labels(&selector))
-            .await
-            .map(|l| l.items.len())
-            .unwrap_or(0)
-    };
-    let d = start_daemon(dir.path(), port, &[]).await;
+    let d = start_daemon(dir.path(), port).await;
     d.wait_until("the first objects of the pass", WAIT, || async {
-        applied().await > 0
+        applied(&api, &ns.name).await > 0
     })
     .await;
     apiserver.kill();
-    let at_kill = applied().await;
+    let at_kill = applied(&api, &ns.name).await;
     assert!(
         at_kill < OBJECTS,
         "the kill must land mid-pass ({at_kill} of {OBJECTS} applied already)"
@@ -325,15 +294,12 @@ async fn apiserver_restarted_during_sync_is_retried_to_success() {
     d.wait_event("synced", &[("target", &ns.name)], Duration::from_secs(180))
         .await;
     eprintln!("synced {:?} after the restart began", restart.elapsed());
-    assert_eq!(applied().await, OBJECTS, "every object applied");
-    let inventory = capstan::sync::inventory::load(&ns.client, &ns.name, &ns.name)
-        .await
-        .expect("inventory");
-    let names: std::collections::BTreeSet<String> =
-        inventory.iter().map(|id| id.name.clone()).collect();
-    let wanted: std::collections::BTreeSet<String> =
-        (0..OBJECTS).map(|i| format!("cm-{i:03}")).collect();
-    assert_eq!(names, wanted, "the inventory is exactly what is in Git");
+    assert_eq!(
+        applied(&api, &ns.name).await,
+        OBJECTS,
+        "every object applied"
+    );
+    assert_inventory_is_configmaps(&ns.client, &ns.name, &ns.name, OBJECTS).await;
     let text = d.metrics().await;
     let target = format!("target=\"{}\"", ns.name);
     assert!(
@@ -395,9 +361,9 @@ async fn a_human_commit_racing_the_daemons_push_both_survive() {
         "1h",
         port,
     );
-    let d = start_daemon(dir.path(), port, &[]).await;
+    let d = start_daemon(dir.path(), port).await;
     d.wait_until("the first scan of `app`", WAIT, || async {
-        scans(&d, "app", "success").await >= 1.0
+        d.update_scans("app", "success").await >= 1.0
     })
     .await;
 

@@ -20,17 +20,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use daemon_support::{Daemon, server_yaml, write};
+use daemon_support::gitea_repo::{hook_to_daemon, seed, start_daemon};
+use daemon_support::{Daemon, notifying_registry, write};
 use registry_support::push::{Image, Pusher};
-use registry_support::registry::{Options, Registry, free_port};
+use registry_support::registry::{Registry, free_port};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::cluster::wait_for;
-use support::git_repo::{git, policy_yaml};
-use support::gitea::{Gitea, RepoGuard, assert_git_ok, git_auth, git_net, gitea};
+use support::git_repo::{commit_all, git, policy_yaml};
+use support::gitea::{RepoGuard, assert_git_ok, git_net, gitea};
 
-const REGISTRY_TOKEN: &str = "registry-token-for-tests";
-const HOOK_SECRET: &str = "gitea-hook-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(60);
 const HEAD: &str = "capstan/app";
 
@@ -40,47 +39,45 @@ fn deployment(image: &str) -> String {
     )
 }
 
-/// The open pull requests of the repository.
-async fn open_pulls(forge: &Gitea, repo: &RepoGuard<'_>) -> Vec<Value> {
-    let list = forge
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path("/pulls?state=open&limit=50"),
-            None,
-        )
+/// Pushes `acme/app:{tag}`, an image created at `created`.
+async fn push_tag(registry: &Registry, created: &str, tag: &str) {
+    Pusher::new(registry)
+        .image("acme/app", &Image::new(created), &[tag])
         .await;
-    list.as_array().cloned().unwrap_or_default()
 }
 
-/// The head commit of a branch, through the API.
-async fn branch_head(forge: &Gitea, repo: &RepoGuard<'_>, branch: &str) -> String {
-    let body = forge
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path(&format!("/branches/{branch}")),
-            None,
-        )
-        .await;
-    body["commit"]["id"]
-        .as_str()
-        .expect("branch commit id")
-        .to_owned()
+/// Waits until exactly one pull request is open and `ready` accepts it; returns it.
+async fn one_open_pull<F>(repo: &RepoGuard<'_>, what: &str, ready: F) -> Value
+where
+    F: Fn(&Value) -> anyhow::Result<()>,
+{
+    wait_for(what, WAIT, || async {
+        let open = repo.open_pulls().await;
+        ensure!(open.len() == 1, "open pull requests: {open:?}");
+        ready(&open[0])?;
+        Ok(open[0].clone())
+    })
+    .await
 }
 
-/// Fetches the base and the head branch into `clone`; returns (parents of the head
-/// commit, commits on the head branch that the base lacks, the deployment on the head).
-fn head_shape(clone: &Path, auth: &str, url: &str) -> (Vec<String>, usize, String) {
+/// Asserts (after fetching the base and the head branch into `clone`) that the head
+/// branch is one commit on `base` whose deployment uses `image`; `why` names the case.
+fn assert_head_is_one_commit_on(
+    clone: &Path,
+    repo: &RepoGuard<'_>,
+    base: &str,
+    image: &str,
+    why: &str,
+) {
     let fetched = git_net(
         clone,
         &[
             "-c",
-            auth,
+            &repo.git_auth(),
             "fetch",
             "-q",
             "--force",
-            url,
+            &repo.clone_url,
             "+refs/heads/main:refs/remotes/o/main",
             &format!("+refs/heads/{HEAD}:refs/remotes/o/{HEAD}"),
         ],
@@ -90,20 +87,18 @@ fn head_shape(clone: &Path, auth: &str, url: &str) -> (Vec<String>, usize, Strin
         clone,
         &["rev-list", "--parents", "-n", "1", &format!("o/{HEAD}")],
     );
-    let parents = parents
-        .split_whitespace()
-        .skip(1)
-        .map(str::to_owned)
-        .collect();
-    let ahead = git(
+    let parents: Vec<&str> = parents.split_whitespace().skip(1).collect();
+    assert_eq!(parents, [base], "{why}");
+    let ahead: usize = git(
         clone,
         &["rev-list", "--count", &format!("o/main..o/{HEAD}")],
     )
     .trim()
     .parse()
     .expect("count");
+    assert_eq!(ahead, 1);
     let file = git(clone, &["show", &format!("o/{HEAD}:apps/deploy.yaml")]);
-    (parents, ahead, file)
+    assert_eq!(file, deployment(image));
 }
 
 async fn series(d: &Daemon, name: &str) -> f64 {
@@ -116,51 +111,21 @@ async fn tags_become_one_pull_request_per_policy_on_a_real_gitea_and_a_merge_is_
     let forge = gitea();
     let repo = forge.create_repo("prmode").await;
     let port = free_port();
-    let registry = Registry::start(Options {
-        notify: Some(format!(
-            "http://127.0.0.1:{port}/hooks/registry?token={REGISTRY_TOKEN}"
-        )),
-        ..Options::default()
-    });
+    let registry = notifying_registry(port);
     let image = format!("{}/acme/app", registry.host);
-    Pusher::new(&registry)
-        .image("acme/app", &Image::new("2024-01-01T00:00:00Z"), &["1.0.0"])
-        .await;
+    push_tag(&registry, "2024-01-01T00:00:00Z", "1.0.0").await;
 
     // The manifests on Gitea's `main`, and a webhook for pushes and pull requests.
     let work = tempfile::tempdir().expect("tempdir");
-    let seed = work.path().join("seed");
-    std::fs::create_dir_all(seed.join("apps")).expect("mkdir");
-    std::fs::write(
-        seed.join("apps/deploy.yaml"),
-        deployment(&format!("{image}:1.0.0")),
-    )
-    .expect("write");
-    git(&seed, &["init", "-q", "-b", "main"]);
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "-q", "-m", "app manifests"]);
-    let seeded = git(&seed, &["rev-parse", "HEAD"]).trim().to_owned();
-    let auth = git_auth(&repo.owner, &forge.token);
-    let pushed = git_net(&seed, &["-c", &auth, "push", "-q", &repo.clone_url, "main"]);
-    assert_git_ok(&pushed, "seeding the repository");
+    let seed_dir = work.path().join("seed");
+    let seeded = seed(
+        &repo,
+        &seed_dir,
+        &[("apps/deploy.yaml", &deployment(&format!("{image}:1.0.0")))],
+        "app manifests",
+    );
     forge.wait_for_branch(&repo, "main", &seeded).await;
-    forge
-        .expect(
-            StatusCode::CREATED,
-            Method::POST,
-            &repo.path("/hooks"),
-            Some(json!({
-                "type": "gitea",
-                "active": true,
-                "events": ["push", "pull_request"],
-                "config": {
-                    "url": format!("http://127.0.0.1:{port}/hooks/github"),
-                    "content_type": "json",
-                    "secret": HOOK_SECRET,
-                },
-            })),
-        )
-        .await;
+    hook_to_daemon(&repo, port, &["push", "pull_request"]).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     write(
@@ -168,52 +133,7 @@ async fn tags_become_one_pull_request_per_policy_on_a_real_gitea_and_a_merge_is_
         "policies/app.yaml",
         &policy_yaml("app", &image, ">=1.0.0"),
     );
-    write(
-        dir.path(),
-        "capstan.yaml",
-        &format!(
-            "repository:
-  url: {url}
-  branch: main
-  auth:
-    tokenEnv: GITEA_TOKEN
-    username: {owner}
-forge:
-  kind: gitea
-  apiUrl: {api}/api/v1
-  owner: {owner}
-  repo: {name}
-  tokenEnv: GITEA_TOKEN
-registries:
-  - host: {host}
-    insecure: true
-policies: policies/
-update:
-  mode: pull-request
-  interval: 1h
-{server}",
-            url = repo.clone_url,
-            owner = repo.owner,
-            api = forge.url,
-            name = repo.name,
-            host = registry.host,
-            server = server_yaml(
-                port,
-                "  registryWebhookTokenEnv: REGISTRY_TOKEN\n  githubWebhookSecretEnv: HOOK_SECRET\n"
-            ),
-        ),
-    );
-    let mut d = Daemon::start(
-        &dir.path().join("capstan.yaml"),
-        port,
-        &[
-            ("GITEA_TOKEN", forge.token.as_str()),
-            ("REGISTRY_TOKEN", REGISTRY_TOKEN),
-            ("HOOK_SECRET", HOOK_SECRET),
-        ],
-        registry_support::push::client(None),
-    );
-    d.wait_up().await;
+    let mut d = start_daemon(dir.path(), &repo, &registry.host, "pull-request", "", port).await;
     // The first pass: the base holds 1.0.0 already, nothing is proposed.
     d.wait_event(
         "the base branch already holds the chosen image",
@@ -221,22 +141,15 @@ update:
         WAIT,
     )
     .await;
-    assert!(open_pulls(&forge, &repo).await.is_empty());
+    assert!(repo.open_pulls().await.is_empty());
 
     let clone = work.path().join("check");
     git(work.path(), &["init", "-q", "check"]);
 
     // 1.1.0 → a pull request from capstan/app into main; main is not pushed.
     let t = Instant::now();
-    Pusher::new(&registry)
-        .image("acme/app", &Image::new("2024-02-01T00:00:00Z"), &["1.1.0"])
-        .await;
-    let first = wait_for("a pull request for 1.1.0", WAIT, || async {
-        let open = open_pulls(&forge, &repo).await;
-        ensure!(open.len() == 1, "open pull requests: {open:?}");
-        Ok(open[0].clone())
-    })
-    .await;
+    push_tag(&registry, "2024-02-01T00:00:00Z", "1.1.0").await;
+    let first = one_open_pull(&repo, "a pull request for 1.1.0", |_| Ok(())).await;
     let opened_after = t.elapsed();
     let number = first["number"].as_u64().expect("number");
     assert_eq!(first["head"]["ref"], HEAD, "{first}");
@@ -247,26 +160,25 @@ update:
         first["body"].as_str().unwrap_or_default().contains("1.1.0"),
         "{first}"
     );
-    assert_eq!(branch_head(&forge, &repo, "main").await, seeded);
-    let (parents, ahead, file) = head_shape(&clone, &auth, &repo.clone_url);
-    assert_eq!(parents, [seeded.as_str()], "one commit on the base head");
-    assert_eq!(ahead, 1);
-    assert_eq!(file, deployment(&format!("{image}:1.1.0")));
+    assert_eq!(repo.branch_head("main").await, seeded);
+    assert_head_is_one_commit_on(
+        &clone,
+        &repo,
+        &seeded,
+        &format!("{image}:1.1.0"),
+        "one commit on the base head",
+    );
 
     // 1.2.0 → the same pull request: branch rewritten, title and body name 1.2.0.
     let t = Instant::now();
-    Pusher::new(&registry)
-        .image("acme/app", &Image::new("2024-03-01T00:00:00Z"), &["1.2.0"])
-        .await;
-    let second = wait_for("the pull request updated to 1.2.0", WAIT, || async {
-        let open = open_pulls(&forge, &repo).await;
-        ensure!(open.len() == 1, "open pull requests: {open:?}");
+    push_tag(&registry, "2024-03-01T00:00:00Z", "1.2.0").await;
+    let second = one_open_pull(&repo, "the pull request updated to 1.2.0", |pr| {
         // Gitea's PATCH changes the title, then the body, in two steps: wait for both.
-        let title = open[0]["title"].as_str().unwrap_or_default();
-        let body = open[0]["body"].as_str().unwrap_or_default();
+        let title = pr["title"].as_str().unwrap_or_default();
+        let body = pr["body"].as_str().unwrap_or_default();
         ensure!(title.contains("1.2.0"), "title: {title}");
         ensure!(body.contains("1.2.0"), "body: {body}");
-        Ok(open[0].clone())
+        Ok(())
     })
     .await;
     let updated_after = t.elapsed();
@@ -275,28 +187,19 @@ update:
         Some(number),
         "the same pull request"
     );
-    assert_eq!(branch_head(&forge, &repo, "main").await, seeded);
-    let (parents, ahead, file) = head_shape(&clone, &auth, &repo.clone_url);
-    assert_eq!(
-        parents,
-        [seeded.as_str()],
-        "still one commit on the base head"
+    assert_eq!(repo.branch_head("main").await, seeded);
+    assert_head_is_one_commit_on(
+        &clone,
+        &repo,
+        &seeded,
+        &format!("{image}:1.2.0"),
+        "still one commit on the base head",
     );
-    assert_eq!(ahead, 1);
-    assert_eq!(file, deployment(&format!("{image}:1.2.0")));
     let head_sha = git(&clone, &["rev-parse", &format!("o/{HEAD}")])
         .trim()
         .to_owned();
     // Gitea updates the pull request's head asynchronously after the push.
-    wait_for("Gitea's pull request at the new head", WAIT, || async {
-        let pr = forge
-            .expect(
-                StatusCode::OK,
-                Method::GET,
-                &repo.path(&format!("/pulls/{number}")),
-                None,
-            )
-            .await;
+    repo.wait_pull("Gitea's pull request at the new head", number, |pr| {
         ensure!(pr["head"]["sha"] == head_sha.as_str(), "{}", pr["head"]);
         ensure!(
             pr["mergeable"] == true,
@@ -321,21 +224,14 @@ update:
         Ok(())
     })
     .await;
-    let merged = forge
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path(&format!("/pulls/{number}")),
-            None,
-        )
-        .await;
+    let merged = repo.pull(number).await;
     assert_eq!(merged["merged"], true, "{merged}");
     let merge_commit = merged["merge_commit_sha"]
         .as_str()
         .context("merge_commit_sha")
         .expect("merged")
         .to_owned();
-    assert_eq!(branch_head(&forge, &repo, "main").await, merge_commit);
+    assert_eq!(repo.branch_head("main").await, merge_commit);
     // Gitea's webhook wakes the writer: the base holds 1.2.0, nothing is reopened.
     d.wait_event(
         "the base branch already holds the chosen image",
@@ -356,21 +252,14 @@ update:
     d.wait_event("pull requests triggered", &[("source", "webhook")], WAIT)
         .await;
     assert!(
-        open_pulls(&forge, &repo).await.is_empty(),
+        repo.open_pulls().await.is_empty(),
         "no pull request reopened after the merge"
     );
 
     // 1.3.0 → a fresh pull request on the merged base.
     let t = Instant::now();
-    Pusher::new(&registry)
-        .image("acme/app", &Image::new("2024-04-01T00:00:00Z"), &["1.3.0"])
-        .await;
-    let third = wait_for("a new pull request for 1.3.0", WAIT, || async {
-        let open = open_pulls(&forge, &repo).await;
-        ensure!(open.len() == 1, "open pull requests: {open:?}");
-        Ok(open[0].clone())
-    })
-    .await;
+    push_tag(&registry, "2024-04-01T00:00:00Z", "1.3.0").await;
+    let third = one_open_pull(&repo, "a new pull request for 1.3.0", |_| Ok(())).await;
     let reopened_after = t.elapsed();
     let third_number = third["number"].as_u64().expect("number");
     assert_ne!(third_number, number, "not the merged one: {third}");
@@ -381,29 +270,21 @@ update:
         title.contains("1.2.0"),
         "from the merged tag, not 1.0.0: {title}"
     );
-    assert_eq!(branch_head(&forge, &repo, "main").await, merge_commit);
-    let (parents, ahead, file) = head_shape(&clone, &auth, &repo.clone_url);
-    assert_eq!(
-        parents,
-        [merge_commit.as_str()],
-        "one commit on the merged base"
+    assert_eq!(repo.branch_head("main").await, merge_commit);
+    assert_head_is_one_commit_on(
+        &clone,
+        &repo,
+        &merge_commit,
+        &format!("{image}:1.3.0"),
+        "one commit on the merged base",
     );
-    assert_eq!(ahead, 1);
-    assert_eq!(file, deployment(&format!("{image}:1.3.0")));
     let base_file = git(&clone, &["show", "o/main:apps/deploy.yaml"]);
     assert_eq!(
         base_file,
         deployment(&format!("{image}:1.2.0")),
         "the merged bump"
     );
-    let old = forge
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path(&format!("/pulls/{number}")),
-            None,
-        )
-        .await;
+    let old = repo.pull(number).await;
     assert_eq!(old["state"], "closed");
     assert_eq!(old["merged"], true);
 
@@ -411,17 +292,21 @@ update:
     // rebuilds the head branch on it; the same pull request, its title and body as
     // they were (Gitea keeps them byte for byte: no needless update).
     let fetched = git_net(
-        &seed,
-        &["-c", &auth, "fetch", "-q", &repo.clone_url, "main"],
+        &seed_dir,
+        &[
+            "-c",
+            &repo.git_auth(),
+            "fetch",
+            "-q",
+            &repo.clone_url,
+            "main",
+        ],
     );
     assert_git_ok(&fetched, "fetching the merged base");
-    git(&seed, &["reset", "-q", "--hard", "FETCH_HEAD"]);
-    std::fs::write(seed.join("NOTES.md"), "a person's note\n").expect("write");
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "-q", "-m", "a person's commit"]);
-    let human = git(&seed, &["rev-parse", "HEAD"]).trim().to_owned();
-    let pushed = git_net(&seed, &["-c", &auth, "push", "-q", &repo.clone_url, "main"]);
-    assert_git_ok(&pushed, "a person's push to main");
+    git(&seed_dir, &["reset", "-q", "--hard", "FETCH_HEAD"]);
+    std::fs::write(seed_dir.join("NOTES.md"), "a person's note\n").expect("write");
+    let human = commit_all(&seed_dir, "a person's commit");
+    repo.push(&seed_dir, "main", "a person's push to main");
     d.wait_event(
         "pull request branch pushed",
         &[("branch", HEAD), ("base_head", &human)],
@@ -434,58 +319,38 @@ update:
         WAIT,
     )
     .await;
-    let open = open_pulls(&forge, &repo).await;
+    let open = repo.open_pulls().await;
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0]["number"].as_u64(), Some(third_number));
-    let (parents, ahead, file) = head_shape(&clone, &auth, &repo.clone_url);
-    assert_eq!(
-        parents,
-        [human.as_str()],
-        "one commit on the person's commit"
+    assert_head_is_one_commit_on(
+        &clone,
+        &repo,
+        &human,
+        &format!("{image}:1.3.0"),
+        "one commit on the person's commit",
     );
-    assert_eq!(ahead, 1);
-    assert_eq!(file, deployment(&format!("{image}:1.3.0")));
 
     // The person makes the same edit on the base: the pull request is superseded and
     // closed with a comment naming the base commit; nothing new is opened.
     std::fs::write(
-        seed.join("apps/deploy.yaml"),
+        seed_dir.join("apps/deploy.yaml"),
         deployment(&format!("{image}:1.3.0")),
     )
     .expect("write");
-    git(
-        &seed,
-        &["commit", "-q", "-am", "a person bumps to 1.3.0 by hand"],
-    );
-    let by_hand = git(&seed, &["rev-parse", "HEAD"]).trim().to_owned();
-    let pushed = git_net(&seed, &["-c", &auth, "push", "-q", &repo.clone_url, "main"]);
-    assert_git_ok(&pushed, "a person's bump on main");
-    let closed = wait_for("the superseded pull request closed", WAIT, || async {
-        let pr = forge
-            .expect(
-                StatusCode::OK,
-                Method::GET,
-                &repo.path(&format!("/pulls/{third_number}")),
-                None,
-            )
-            .await;
-        ensure!(pr["state"] == "closed", "state {}", pr["state"]);
-        Ok(pr)
-    })
-    .await;
-    assert_eq!(closed["merged"], false, "{closed}");
-    let comments = forge
-        .expect(
-            StatusCode::OK,
-            Method::GET,
-            &repo.path(&format!("/issues/{third_number}/comments")),
-            None,
-        )
+    let by_hand = commit_all(&seed_dir, "a person bumps to 1.3.0 by hand");
+    repo.push(&seed_dir, "main", "a person's bump on main");
+    let closed = repo
+        .wait_pull("the superseded pull request closed", third_number, |pr| {
+            ensure!(pr["state"] == "closed", "state {}", pr["state"]);
+            Ok(())
+        })
         .await;
+    assert_eq!(closed["merged"], false, "{closed}");
+    let comments = repo.comments(third_number).await;
     let said = comments[0]["body"].as_str().unwrap_or_default();
     assert!(said.contains(&by_hand), "comment: {comments}");
-    assert!(open_pulls(&forge, &repo).await.is_empty());
-    assert_eq!(branch_head(&forge, &repo, "main").await, by_hand);
+    assert!(repo.open_pulls().await.is_empty());
+    assert_eq!(repo.branch_head("main").await, by_hand);
 
     // What the metrics say.
     let opened = series(&d, "capstan_update_pull_requests_total{action=\"opened\"}").await;

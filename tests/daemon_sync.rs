@@ -14,6 +14,9 @@ mod registry_support;
 use std::time::Duration;
 
 use capstan::daemon::webhook_auth::github_signature;
+use daemon_support::sync_target::{
+    applied, assert_inventory_is_configmaps, configmap, configmaps, sync_config,
+};
 use daemon_support::{Daemon, server_yaml, write};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -24,10 +27,6 @@ use support::git_repo::BareRepo;
 
 const SECRET: &str = "github-webhook-secret-for-tests";
 const WAIT: Duration = Duration::from_secs(90);
-
-fn configmap(name: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: b\n")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
@@ -96,7 +95,7 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
         ),
     );
     let kubeconfig = kubeconfig_path();
-    let mut d = Daemon::start_with(
+    let mut d = Daemon::up_with(
         &dir.path().join("capstan.yaml"),
         port,
         &[
@@ -105,9 +104,8 @@ async fn a_signed_github_push_syncs_at_once_and_a_forged_one_is_refused() {
             ("GITHUB_TOKEN", "test-token"),
         ],
         &["--leader-elect"],
-        registry_support::push::client(None),
-    );
-    d.wait_up().await;
+    )
+    .await;
 
     // The first pass at start applies what is in Git.
     d.wait_until("ConfigMap `first`", WAIT, || async {
@@ -348,13 +346,10 @@ async fn killed_mid_sync_then_restarted_converges_with_an_intact_inventory() {
     let ns = TestNamespace::new("daemon-kill").await;
     let api = ns.api::<ConfigMap>();
     let dir = tempfile::tempdir().expect("tempdir");
-    let many: String = (0..OBJECTS)
-        .map(|i| format!("---\n{}", configmap(&format!("cm-{i:03}"))))
-        .collect();
     let repo = BareRepo::create(
         &dir.path().join("srv"),
         "fleet.git",
-        &[("app/many.yaml", &many)],
+        &[("app/many.yaml", &configmaps(OBJECTS))],
     );
     let git = GitHttpServer::start(&dir.path().join("srv"), None);
     let kubeconfig = kubeconfig_path();
@@ -362,40 +357,25 @@ async fn killed_mid_sync_then_restarted_converges_with_an_intact_inventory() {
         write(
             dir.path(),
             "capstan.yaml",
-            &format!(
-                "repository:\n  url: {url}\ntargets:\n  - name: {ns}\n    path: app\n    kubeconfig: {kc}\n    namespace: {ns}\n    interval: 1h\n    healthTimeout: 60s\n{server}",
-                url = git.url("fleet.git"),
-                ns = ns.name,
-                kc = kubeconfig,
-                server = server_yaml(port, ""),
-            ),
+            &sync_config(&git.url("fleet.git"), &ns.name, &kubeconfig, port),
         )
-    };
-    let selector = format!("capstan.dev/target={}", ns.name);
-    let applied = || async {
-        api.list(&kube::api::ListParams::default().labels(&selector))
-            .await
-            .map(|l| l.items.len())
-            .unwrap_or(0)
     };
 
     let port = free_port();
     config(port);
-    let mut first = Daemon::start_with(
+    let mut first = Daemon::up(
         &dir.path().join("capstan.yaml"),
         port,
         &[("KUBECONFIG", &kubeconfig)],
-        &[],
-        registry_support::push::client(None),
-    );
-    first.wait_up().await;
+    )
+    .await;
     first
         .wait_until("the first objects of the pass", WAIT, || async {
-            applied().await > 0
+            applied(&api, &ns.name).await > 0
         })
         .await;
     first.kill_hard();
-    let at_kill = applied().await;
+    let at_kill = applied(&api, &ns.name).await;
     eprintln!("killed with {at_kill} of {OBJECTS} objects applied");
     assert!(
         at_kill < OBJECTS,
@@ -404,30 +384,21 @@ async fn killed_mid_sync_then_restarted_converges_with_an_intact_inventory() {
 
     let port = free_port();
     config(port);
-    let mut second = Daemon::start_with(
+    let mut second = Daemon::up(
         &dir.path().join("capstan.yaml"),
         port,
         &[("KUBECONFIG", &kubeconfig)],
-        &[],
-        registry_support::push::client(None),
-    );
-    second.wait_up().await;
+    )
+    .await;
     second
         .wait_event("synced", &[("target", &ns.name)], WAIT)
         .await;
     assert_eq!(
-        applied().await,
+        applied(&api, &ns.name).await,
         OBJECTS,
         "every object applied after the restart"
     );
-    let inventory = capstan::sync::inventory::load(&ns.client, &ns.name, &ns.name)
-        .await
-        .expect("inventory");
-    let names: std::collections::BTreeSet<String> =
-        inventory.iter().map(|id| id.name.clone()).collect();
-    let wanted: std::collections::BTreeSet<String> =
-        (0..OBJECTS).map(|i| format!("cm-{i:03}")).collect();
-    assert_eq!(names, wanted, "the inventory is exactly what is in Git");
+    assert_inventory_is_configmaps(&ns.client, &ns.name, &ns.name, OBJECTS).await;
     assert_eq!(repo.log().len(), 1, "the sync loop never writes Git");
     let status = second.terminate(Duration::from_secs(20)).await;
     assert!(status.success(), "{status}");

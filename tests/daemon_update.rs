@@ -13,13 +13,12 @@ mod registry_support;
 
 use std::time::Duration;
 
-use daemon_support::{Daemon, server_yaml, write};
+use daemon_support::{Daemon, REGISTRY_TOKEN, notifying_registry, server_yaml, write};
 use registry_support::push::{Image, Pusher};
-use registry_support::registry::{Options, Registry, free_port};
+use registry_support::registry::{Registry, free_port};
 use support::git_http::GitHttpServer;
 use support::git_repo::{BareRepo, policy_yaml};
 
-const TOKEN: &str = "registry-token-for-tests";
 const TRIGGER: &str = "trigger-token-for-tests";
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -36,12 +35,7 @@ struct Setup {
 /// whose deployment uses it, a policy `app` (`>=1.0.0`), and the config.
 async fn setup(extra_policies: &[(&str, String)], extra_refs: &str) -> Setup {
     let port = free_port();
-    let registry = Registry::start(Options {
-        notify: Some(format!(
-            "http://127.0.0.1:{port}/hooks/registry?token={TOKEN}"
-        )),
-        ..Options::default()
-    });
+    let registry = notifying_registry(port);
     let host = registry.host.clone();
     Pusher::new(&registry)
         .image("acme/app", &Image::new("2024-01-01T00:00:00Z"), &["1.0.0"])
@@ -87,22 +81,15 @@ async fn setup(extra_policies: &[(&str, String)], extra_refs: &str) -> Setup {
 }
 
 async fn start(s: &Setup) -> Daemon {
-    let mut d = Daemon::start(
+    Daemon::up(
         &s.dir.path().join("capstan.yaml"),
         s.port,
-        &[("REGISTRY_TOKEN", TOKEN), ("TRIGGER_TOKEN", TRIGGER)],
-        registry_support::push::client(None),
-    );
-    d.wait_up().await;
-    d
-}
-
-async fn scans(d: &Daemon, policy: &str, result: &str) -> f64 {
-    d.sample(&format!(
-        "capstan_update_scans_total{{policy=\"{policy}\",result=\"{result}\"}}"
-    ))
+        &[
+            ("REGISTRY_TOKEN", REGISTRY_TOKEN),
+            ("TRIGGER_TOKEN", TRIGGER),
+        ],
+    )
     .await
-    .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +98,7 @@ async fn a_registry_notification_becomes_a_commit_without_waiting_for_the_poll()
     let mut d = start(&s).await;
     // The first scan at start chooses 1.0.0: nothing to write.
     d.wait_until("the first scan of `app`", WAIT, || async {
-        scans(&d, "app", "success").await >= 1.0
+        d.update_scans("app", "success").await >= 1.0
     })
     .await;
     assert_eq!(s.repo.log().len(), 1, "nothing to commit for 1.0.0");
@@ -174,7 +161,7 @@ async fn endpoints_check_tokens_and_names() {
         .post("/hooks/registry?token=wrong", &[], envelope.clone())
         .await;
     assert_eq!(status, 401);
-    let bearer = format!("Bearer {TOKEN}");
+    let bearer = format!("Bearer {REGISTRY_TOKEN}");
     let (status, body) = d
         .post(
             "/hooks/registry",
@@ -269,11 +256,11 @@ async fn a_dead_registry_for_one_policy_does_not_hold_up_the_others() {
     .expect("config");
     let d = start(&s).await;
     d.wait_until("a failed scan of `gone`", WAIT, || async {
-        scans(&d, "gone", "failure").await >= 1.0
+        d.update_scans("gone", "failure").await >= 1.0
     })
     .await;
     d.wait_until("the first scan of `app`", WAIT, || async {
-        scans(&d, "app", "success").await >= 1.0
+        d.update_scans("app", "success").await >= 1.0
     })
     .await;
     Pusher::new(&s.registry)
@@ -288,7 +275,7 @@ async fn a_dead_registry_for_one_policy_does_not_hold_up_the_others() {
     assert!(file.contains(&format!("{dead}/acme/gone:1.0.0")), "{file}");
     // The failing task backs off and keeps trying.
     d.wait_until("a second failed scan of `gone`", WAIT, || async {
-        scans(&d, "gone", "failure").await >= 2.0
+        d.update_scans("gone", "failure").await >= 2.0
     })
     .await;
     let text = d.metrics().await;
@@ -331,7 +318,7 @@ async fn policies_reload_live_and_a_bad_change_keeps_the_running_config() {
     )
     .await;
     d.wait_until("the first scan of `other`", WAIT, || async {
-        scans(&d, "other", "success").await >= 1.0
+        d.update_scans("other", "success").await >= 1.0
     })
     .await;
     let (status, _) = d.post("/trigger/update/other", &auth, vec![]).await;
@@ -413,7 +400,7 @@ async fn pull_request_mode_never_pushes_to_the_base_branch() {
             >= 1.0
     })
     .await;
-    assert!(scans(&d, "app", "success").await >= 1.0);
+    assert!(d.update_scans("app", "success").await >= 1.0);
     assert_eq!(s.repo.head(), base, "the base branch is never pushed");
     assert_eq!(s.repo.log().len(), 1, "nothing pushed: {:?}", s.repo.log());
     let status = d.terminate(Duration::from_secs(20)).await;

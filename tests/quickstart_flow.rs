@@ -18,18 +18,15 @@ mod registry_support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use daemon_support::{Daemon, server_yaml, write};
+use daemon_support::gitea_repo::{hook_to_daemon, seed, start_daemon};
+use daemon_support::{notifying_registry, write};
 use k8s_openapi::api::apps::v1::Deployment;
 use registry_support::push::{Image, Pusher};
-use registry_support::registry::{Options, Registry, free_port};
+use registry_support::registry::free_port;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
 use support::cluster::{TestNamespace, kubeconfig_path, wait_for};
-use support::git_repo::git;
-use support::gitea::{assert_git_ok, git_auth, git_net, gitea};
-
-const REGISTRY_TOKEN: &str = "registry-token-for-tests";
-const HOOK_SECRET: &str = "gitea-hook-secret-for-tests";
+use support::git_repo::{git, policy_yaml};
+use support::gitea::{assert_git_ok, git_net, gitea};
 const WAIT: Duration = Duration::from_secs(90);
 
 fn deployment(image: &str) -> String {
@@ -86,12 +83,7 @@ async fn a_pushed_tag_reaches_ready_pods_and_a_success_status_on_the_forge() {
     let port = free_port();
 
     // The registry notifies the daemon of every push.
-    let registry = Registry::start(Options {
-        notify: Some(format!(
-            "http://127.0.0.1:{port}/hooks/registry?token={REGISTRY_TOKEN}"
-        )),
-        ..Options::default()
-    });
+    let registry = notifying_registry(port);
     let image = format!("{}/acme/web", registry.host);
     Pusher::new(&registry)
         .image("acme/web", &Image::new("2024-01-01T00:00:00Z"), &["1.0.0"])
@@ -99,67 +91,26 @@ async fn a_pushed_tag_reaches_ready_pods_and_a_success_status_on_the_forge() {
 
     // The manifests repository on Gitea, with a push webhook signed by a shared secret.
     let work = tempfile::tempdir().expect("tempdir");
-    let seed = work.path().join("seed");
-    std::fs::create_dir_all(seed.join("app")).expect("mkdir");
-    std::fs::write(
-        seed.join("app/deployment.yaml"),
-        deployment(&format!("{image}:1.0.0")),
-    )
-    .expect("write");
-    git(&seed, &["init", "-q", "-b", "main"]);
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "-q", "-m", "web manifests"]);
-    let auth = git_auth(&repo.owner, &forge.token);
-    let pushed = git_net(&seed, &["-c", &auth, "push", "-q", &repo.clone_url, "main"]);
-    assert_git_ok(&pushed, "seeding the repository");
-    forge
-        .expect(
-            StatusCode::CREATED,
-            Method::POST,
-            &repo.path("/hooks"),
-            Some(json!({
-                "type": "gitea",
-                "active": true,
-                "events": ["push"],
-                "config": {
-                    "url": format!("http://127.0.0.1:{port}/hooks/github"),
-                    "content_type": "json",
-                    "secret": HOOK_SECRET,
-                },
-            })),
-        )
-        .await;
+    let seed_dir = work.path().join("seed");
+    let seeded = seed(
+        &repo,
+        &seed_dir,
+        &[(
+            "app/deployment.yaml",
+            &deployment(&format!("{image}:1.0.0")),
+        )],
+        "web manifests",
+    );
+    hook_to_daemon(&repo, port, &["push"]).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     write(
         dir.path(),
         "policies/web.yaml",
-        &support::git_repo::policy_yaml("web", &image, ">=1.0.0"),
+        &policy_yaml("web", &image, ">=1.0.0"),
     );
-    write(
-        dir.path(),
-        "capstan.yaml",
-        &format!(
-            "repository:
-  url: {url}
-  branch: main
-  auth:
-    tokenEnv: GITEA_TOKEN
-    username: {owner}
-forge:
-  kind: gitea
-  apiUrl: {api}/api/v1
-  owner: {owner}
-  repo: {name}
-  tokenEnv: GITEA_TOKEN
-registries:
-  - host: {host}
-    insecure: true
-policies: policies/
-update:
-  mode: push
-  interval: 1h
-targets:
+    let targets = format!(
+        "targets:
   - name: web
     path: app
     kubeconfig: {kc}
@@ -167,31 +118,11 @@ targets:
     prune: true
     interval: 1h
     healthTimeout: 60s
-{server}",
-            url = repo.clone_url,
-            owner = repo.owner,
-            api = forge.url,
-            name = repo.name,
-            host = registry.host,
-            kc = kubeconfig_path(),
-            ns = ns.name,
-            server = server_yaml(
-                port,
-                "  registryWebhookTokenEnv: REGISTRY_TOKEN\n  githubWebhookSecretEnv: HOOK_SECRET\n"
-            ),
-        ),
+",
+        kc = kubeconfig_path(),
+        ns = ns.name,
     );
-    let mut d = Daemon::start(
-        &dir.path().join("capstan.yaml"),
-        port,
-        &[
-            ("GITEA_TOKEN", forge.token.as_str()),
-            ("REGISTRY_TOKEN", REGISTRY_TOKEN),
-            ("HOOK_SECRET", HOOK_SECRET),
-        ],
-        registry_support::push::client(None),
-    );
-    d.wait_up().await;
+    let mut d = start_daemon(dir.path(), &repo, &registry.host, "push", &targets, port).await;
 
     // The pass at start applies what is in Git: 1.0.0, rolled out.
     let first = format!("{image}:1.0.0");
@@ -199,7 +130,6 @@ targets:
         rolled_out(&deployments, &first)
     })
     .await;
-    let seeded = git(&seed, &["rev-parse", "HEAD"]).trim().to_owned();
 
     // A new tag. Nothing polls for an hour: each step is driven by the one before.
     let start = Instant::now();
@@ -246,7 +176,14 @@ targets:
     let clone = work.path().join("check");
     let cloned = git_net(
         work.path(),
-        &["-c", &auth, "clone", "-q", &repo.clone_url, "check"],
+        &[
+            "-c",
+            &repo.git_auth(),
+            "clone",
+            "-q",
+            &repo.clone_url,
+            "check",
+        ],
     );
     assert_git_ok(&cloned, "cloning the result");
     assert_eq!(git(&clone, &["rev-parse", "HEAD"]).trim(), commit);

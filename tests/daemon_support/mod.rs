@@ -1,11 +1,34 @@
 //! Runs the built `capstan run` binary for daemon tests: a config in a temp
 //! folder, JSON logs captured to a file, HTTP calls to its server, SIGTERM.
 //! Every wait has a deadline and panics with the daemon's log when it passes.
+//!
+//! A crate that declares `mod daemon_support;` also declares `mod support;` and
+//! `registry_support` (`#[path = "registry_support/mod.rs"]`): the helpers here use both.
 #![allow(dead_code)]
+
+pub mod gitea_repo;
+pub mod sync_target;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::registry_support::registry::{Options, Registry};
+
+/// The token the tests' registries send with their push notifications; the daemon
+/// reads it from `REGISTRY_TOKEN` (`registryWebhookTokenEnv`).
+pub const REGISTRY_TOKEN: &str = "registry-token-for-tests";
+
+/// A registry that sends its push notifications to the daemon on `port`, with
+/// [`REGISTRY_TOKEN`].
+pub fn notifying_registry(port: u16) -> Registry {
+    Registry::start(Options {
+        notify: Some(format!(
+            "http://127.0.0.1:{port}/hooks/registry?token={REGISTRY_TOKEN}"
+        )),
+        ..Options::default()
+    })
+}
 
 pub struct Daemon {
     child: Child,
@@ -16,20 +39,25 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `capstan run -c <config>` in the config's folder, with `env`;
-    /// `http` talks to it (`registry_support::push::client(None)`).
-    pub fn start(config: &Path, port: u16, env: &[(&str, &str)], http: reqwest::Client) -> Daemon {
-        Daemon::start_with(config, port, env, &[], http)
+    /// Starts `capstan run -c <config>` in the config's folder, with `env`, and
+    /// waits until it answers `/healthz`.
+    pub async fn up(config: &Path, port: u16, env: &[(&str, &str)]) -> Daemon {
+        Daemon::up_with(config, port, env, &[]).await
     }
 
-    /// As [`Daemon::start`], with more arguments for `run`.
-    pub fn start_with(
+    /// As [`Daemon::up`], with more arguments for `run`.
+    pub async fn up_with(
         config: &Path,
         port: u16,
         env: &[(&str, &str)],
         run_args: &[&str],
-        http: reqwest::Client,
     ) -> Daemon {
+        let mut d = Daemon::start(config, port, env, run_args);
+        d.wait_up().await;
+        d
+    }
+
+    fn start(config: &Path, port: u16, env: &[(&str, &str)], run_args: &[&str]) -> Daemon {
         let dir = config.parent().expect("config folder");
         let log = dir.join(format!("capstan-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -51,7 +79,7 @@ impl Daemon {
             child,
             url: format!("http://127.0.0.1:{port}"),
             log,
-            http,
+            http: crate::registry_support::push::client(None),
         }
     }
 
@@ -124,6 +152,15 @@ impl Daemon {
                 .and_then(|rest| rest.strip_prefix(' '))
                 .and_then(|v| v.trim().parse().ok())
         })
+    }
+
+    /// `capstan_update_scans_total` for `policy` and `result` (0 when not exposed yet).
+    pub async fn update_scans(&self, policy: &str, result: &str) -> f64 {
+        self.sample(&format!(
+            "capstan_update_scans_total{{policy=\"{policy}\",result=\"{result}\"}}"
+        ))
+        .await
+        .unwrap_or(0.0)
     }
 
     /// Polls `check` until it is true; panics with `what` and the log after `timeout`.

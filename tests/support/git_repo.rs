@@ -118,6 +118,13 @@ impl BareRepo {
     }
 }
 
+/// Commits everything in the work tree `dir` as `message`; returns the commit id.
+pub fn commit_all(dir: &Path, message: &str) -> String {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
 /// An ImagePolicy file.
 pub fn policy_yaml(name: &str, image: &str, range: &str) -> String {
     format!(
