@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource};
 use serde_json::Value;
 use tracing::{debug, info};
 
@@ -34,6 +34,12 @@ impl WriteCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// The request builder for `resource` in `namespace` (cluster-wide when empty).
+fn request_for(resource: &ApiResource, namespace: &str) -> kube::core::Request {
+    let namespace = (!namespace.is_empty()).then_some(namespace);
+    kube::core::Request::new(DynamicObject::url_path(resource, namespace))
 }
 
 pub fn api_for(client: &Client, resource: &ApiResource, namespace: &str) -> Api<DynamicObject> {
@@ -71,8 +77,8 @@ pub async fn fetch_live(
             if group.len() > LIST_THRESHOLD {
                 let wanted: std::collections::HashSet<&str> =
                     group.iter().map(|o| o.id.name.as_str()).collect();
-                let list = match api.list(&ListParams::default()).await {
-                    Ok(list) => list.items,
+                let list = match list_values(client, &first.resource, &first.id.namespace).await {
+                    Ok(items) => items,
                     Err(e) if is_not_found(&e) => Vec::new(),
                     Err(e) => {
                         return Err(SyncError::kube(
@@ -82,12 +88,15 @@ pub async fn fetch_live(
                     }
                 };
                 for item in list {
-                    if wanted.contains(item.name_any().as_str()) {
+                    let Some(name) = item["metadata"]["name"].as_str() else {
+                        continue;
+                    };
+                    if wanted.contains(name) {
                         let id = ObjectId {
-                            name: item.name_any(),
+                            name: name.to_string(),
                             ..first.id.clone()
                         };
-                        found.push((id, to_value(item, &first.resource)));
+                        found.push((id, item));
                     }
                 }
             } else {
@@ -110,17 +119,46 @@ pub async fn fetch_live(
     Ok(results.into_iter().flatten().collect())
 }
 
-/// A dynamic object as JSON, with apiVersion and kind filled in (lists omit them).
-pub fn to_value(object: DynamicObject, resource: &ApiResource) -> Value {
-    let mut v = serde_json::to_value(object).unwrap_or(Value::Null);
-    if let Some(map) = v.as_object_mut() {
+/// Every object of `resource` in `namespace`, as JSON with apiVersion and kind filled
+/// in. Read as plain JSON values: going through `DynamicObject` would parse and then
+/// serialize every object again (10,000 objects on a resync).
+async fn list_values(
+    client: &Client,
+    resource: &ApiResource,
+    namespace: &str,
+) -> Result<Vec<Value>, kube::Error> {
+    let request = request_for(resource, namespace)
+        .list(&ListParams::default())
+        .map_err(kube::Error::BuildRequest)?;
+    let mut list: Value = client.request(request).await?;
+    let items = match list.get_mut("items").map(Value::take) {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| with_type(item, resource))
+        .collect())
+}
+
+/// `object` with apiVersion and kind set to `resource`'s (list items omit them).
+fn with_type(mut object: Value, resource: &ApiResource) -> Value {
+    if let Some(map) = object.as_object_mut() {
         map.insert(
             "apiVersion".into(),
             Value::String(resource.api_version.clone()),
         );
         map.insert("kind".into(), Value::String(resource.kind.clone()));
     }
-    v
+    object
+}
+
+/// A dynamic object as JSON, with apiVersion and kind filled in (lists omit them).
+pub fn to_value(object: DynamicObject, resource: &ApiResource) -> Value {
+    with_type(
+        serde_json::to_value(object).unwrap_or(Value::Null),
+        resource,
+    )
 }
 
 pub fn is_not_found(e: &kube::Error) -> bool {
@@ -134,7 +172,6 @@ pub async fn server_side_apply(
     force: bool,
     dry_run: bool,
 ) -> Result<Value, kube::Error> {
-    let api = api_for(client, &object.resource, &object.id.namespace);
     let mut params = PatchParams::apply(FIELD_MANAGER);
     if force {
         params = params.force();
@@ -142,10 +179,14 @@ pub async fn server_side_apply(
     if dry_run {
         params = params.dry_run();
     }
-    let applied = api
+    // The answer is read as plain JSON: one parse instead of a parse into
+    // `DynamicObject` and a serialization back (once per object on a first sync).
+    let mut request = request_for(&object.resource, &object.id.namespace)
         .patch(&object.id.name, &params, &Patch::Apply(&object.object))
-        .await?;
-    Ok(to_value(applied, &object.resource))
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("patch");
+    let applied: Value = client.request(request).await?;
+    Ok(with_type(applied, &object.resource))
 }
 
 /// What happened to one object in a pass.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, stream};
 use kube::Client;
 use serde_json::Value;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::apply::{self, Applied, CONCURRENCY, WriteCounter};
 use super::health::{Health, health};
@@ -92,8 +92,11 @@ pub async fn desired_objects(
     client: &Client,
     opts: &SyncOptions,
 ) -> Result<(Vec<DesiredObject>, Catalog), SyncError> {
-    let manifests = render::render(&opts.path).await?;
-    let mut catalog = Catalog::discover(client).await?;
+    // Discovery is a network round trip and rendering is local work: both at once.
+    // A render error still wins over a discovery error: it is the user's to fix.
+    let (manifests, catalog) = tokio::join!(render::render(&opts.path), Catalog::discover(client));
+    let manifests = manifests?;
+    let mut catalog = catalog?;
     catalog.add_crds(&manifests);
     let mut desired = resolve::resolve(manifests, &catalog, &opts.target, &opts.namespace)?;
     for o in &mut desired {
@@ -109,9 +112,18 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
     async {
         let start = Instant::now();
         let writes = WriteCounter::default();
-        let (desired, catalog) = desired_objects(client, opts).await?;
-        let previous_record = inventory::load_record(client, &opts.namespace, &opts.target).await?;
+        let (desired, previous_record) = tokio::join!(
+            desired_objects(client, opts),
+            inventory::load_record(client, &opts.namespace, &opts.target)
+        );
+        let (desired, catalog) = desired?;
+        let previous_record = previous_record?;
         let previous = previous_record.objects.clone();
+        debug!(
+            objects = desired.len(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "rendered, resolved, inventory read"
+        );
         let deadline = Instant::now() + opts.health_timeout;
         let mut report = SyncReport::default();
         let mut applied_ids = Inventory::new();
@@ -183,6 +195,10 @@ pub async fn sync_target(client: &Client, opts: &SyncOptions) -> Result<SyncRepo
         )
         .await?;
         let samples = outcome?;
+        debug!(
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "applied, pruned, inventory stored"
+        );
 
         let by_id: HashMap<_, _> = desired.iter().map(|o| (o.id.clone(), o)).collect();
         wait_healthy(client, &by_id, samples, deadline).await?;

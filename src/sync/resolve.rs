@@ -7,7 +7,7 @@
 //! every object gets the target label; duplicates and unknown kinds are errors naming
 //! the files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use kube::Client;
 use kube::discovery::{ApiResource, Discovery, Scope};
@@ -103,15 +103,15 @@ pub fn resolve(
     target: &str,
     default_namespace: &str,
 ) -> Result<Vec<DesiredObject>, SyncError> {
-    let mut seen: BTreeMap<ObjectId, String> = BTreeMap::new();
-    let mut out = Vec::with_capacity(manifests.len());
+    // Where each object was first seen, as an index into `out`: hashing, not ordering,
+    // and no text is formatted unless there is an error (10,000 objects per pass).
+    let mut seen: HashMap<ObjectId, usize> = HashMap::with_capacity(manifests.len());
+    let mut out: Vec<DesiredObject> = Vec::with_capacity(manifests.len());
     for m in manifests {
-        let origin = m.source.to_string();
-        let object_label = format!("{} {}", m.kind(), m.name());
         let Some((resource, namespaced)) = catalog.get(m.api_version(), m.kind()).cloned() else {
             return Err(SyncError::Object {
-                origin,
-                object: object_label,
+                origin: m.source.to_string(),
+                object: format!("{} {}", m.kind(), m.name()),
                 message: format!(
                     "unknown kind: the API server serves no `{}` in `{}` and no CustomResourceDefinition in this folder defines it",
                     m.kind(),
@@ -130,15 +130,15 @@ pub fn resolve(
             namespace: namespace.clone(),
             name: m.name().to_string(),
         };
-        if let Some(first) = seen.get(&id) {
+        if let Some(&first) = seen.get(&id) {
             return Err(SyncError::Duplicate {
                 object: id.to_string(),
-                first: first.clone(),
-                second: origin,
+                first: out[first].source.to_string(),
+                second: m.source.to_string(),
             });
         }
         let wave = wave_of(&m.object).map_err(|message| SyncError::Object {
-            origin: origin.clone(),
+            origin: m.source.to_string(),
             object: id.to_string(),
             message,
         })?;
@@ -146,7 +146,7 @@ pub fn resolve(
         let metadata = object["metadata"]
             .as_object_mut()
             .ok_or_else(|| SyncError::Object {
-                origin: origin.clone(),
+                origin: m.source.to_string(),
                 object: id.to_string(),
                 message: "`metadata` must be a mapping".into(),
             })?;
@@ -164,13 +164,13 @@ pub fn resolve(
             }
             None => {
                 return Err(SyncError::Object {
-                    origin,
+                    origin: m.source.to_string(),
                     object: id.to_string(),
                     message: "`metadata.labels` must be a mapping".into(),
                 });
             }
         }
-        seen.insert(id.clone(), origin);
+        seen.insert(id.clone(), out.len());
         out.push(DesiredObject {
             id,
             resource,
