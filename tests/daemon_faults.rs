@@ -4,7 +4,8 @@
 //! killing or holding a real process.
 //!
 //! - a registry down for 30 s: its images go stale, the other registry's image
-//!   is still written, and the first one recovers after its restart;
+//!   is still written, and the first one recovers by its push notification
+//!   after its restart (which ends the client's cool-down);
 //! - an API server killed in the middle of a sync and started again: the pass
 //!   is retried (backoff) to success with an exact inventory;
 //! - a person's commit landing while capstan's push is held: the push is refused,
@@ -36,6 +37,7 @@ use support::extra_apiserver::ExtraApiserver;
 use support::git_http::{GitHttpServer, Trigger};
 use support::git_repo::{BareRepo, git, policy_yaml};
 
+const TRIGGER_TOKEN: &str = "trigger-token-for-tests";
 const WAIT: Duration = Duration::from_secs(90);
 
 async fn push(registry: &Registry, repo: &str, tag: &str) {
@@ -67,7 +69,10 @@ fn update_config(dir: &Path, url: &str, registries: &[&Registry], interval: &str
         "capstan.yaml",
         &format!(
             "repository:\n  url: {url}\nregistries:\n{registries}update:\n  interval: {interval}\n{}",
-            server_yaml(port, "  registryWebhookTokenEnv: REGISTRY_TOKEN\n")
+            server_yaml(
+                port,
+                "  registryWebhookTokenEnv: REGISTRY_TOKEN\n  triggerTokenEnv: TRIGGER_TOKEN\n"
+            )
         ),
     );
 }
@@ -76,28 +81,34 @@ async fn start_daemon(dir: &Path, port: u16) -> Daemon {
     Daemon::up(
         &dir.join("capstan.yaml"),
         port,
-        &[("REGISTRY_TOKEN", REGISTRY_TOKEN)],
+        &[
+            ("REGISTRY_TOKEN", REGISTRY_TOKEN),
+            ("TRIGGER_TOKEN", TRIGGER_TOKEN),
+        ],
     )
     .await
 }
 
-/// Two registries, two policies. Registry A is killed (port and storage kept)
-/// and stays down for 30 s; meanwhile a tag pushed to B is committed, A's line
-/// is left alone and A's failing scans show in the metrics and logs. A starts
-/// again on the same port with the same storage and a tag is pushed to it:
-/// capstan commits it.
+/// Two registries, two policies, the recommended 1 h scan interval. Registry A
+/// is killed (port and storage kept) and stays down for over 30 s; meanwhile a
+/// tag pushed to B is committed, A's line is left alone and A's failing scans
+/// show in the metrics and logs. A starts again on the same port with the same
+/// storage and a tag is pushed to it: its push notification commits it at once.
 ///
-/// How A recovers: the scan interval is 5 s, so A's scans keep failing while it
-/// is down, and every failure that reaches the network marks A down for 30 s
-/// (the client's cool-down). The notification of the push after the restart
-/// therefore usually arrives while A is still marked down: that scan fails
-/// without a request, and the bump is committed by the scan task's backoff
-/// retry (capped at the 5 s interval) once the cool-down is over. The test
-/// prints which of the two it was. Without a retry after failures (or with a
-/// failed scan dropping A's last choice), the commit of A's tag never comes or
-/// A's line changes while A is down.
+/// Why only the notification can explain the commit: every scan of A that
+/// reaches the network while A is down marks A down for the 30 s cool-down
+/// (`registry marked down`), during which A's scans fail without a request.
+/// A is restarted just after such a mark, so when its notification arrives the
+/// cool-down has most of its 30 s left, and the backoff retry of A's task is
+/// ~32 s after the mark. The notification ends the cool-down (`registry marked
+/// up`) before it triggers the scan, and the bump is committed well within the
+/// 30 s of the last mark, as the daemon's own log timestamps show. Without that,
+/// the notification's scan fails at once and the commit waits for a retry after
+/// the cool-down (30 s or more after the mark). Without a retry after failures
+/// (or with a failed scan dropping A's last choice), A's line changes while A
+/// is down or never.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
+async fn registry_down_for_30_s_recovers_by_its_notification_and_other_images_are_unaffected() {
     let port = free_port();
     let mut reg_a = notifying_registry(port);
     let reg_b = notifying_registry(port);
@@ -130,7 +141,7 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
         dir.path(),
         &git_server.url("fleet.git"),
         &[&reg_a, &reg_b],
-        "5s",
+        "1h",
         port,
     );
     let d = start_daemon(dir.path(), port).await;
@@ -140,9 +151,11 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
     .await;
     assert_eq!(repo.log().len(), 1, "nothing to commit for 1.0.0");
 
-    // A goes down.
+    // A goes down. With the 1 h interval nothing scans `a` for an hour: a
+    // manual trigger does, and meets the outage.
     reg_a.stop();
     let down_at = Instant::now();
+    trigger_update(&d, "a").await;
     d.wait_until("a failed scan of `a`", WAIT, || async {
         d.update_scans("a", "failure").await >= 1.0
     })
@@ -169,7 +182,8 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
         down_at.elapsed()
     );
 
-    // A stays down for at least 30 s; its scans keep failing, nothing is written.
+    // A stays down for at least 30 s; its task's backoff retries (1, 2, 4,
+    // 8, 16 s) keep failing, nothing is written.
     tokio::time::sleep(Duration::from_secs(31).saturating_sub(down_at.elapsed())).await;
     let failures_while_down = d.update_scans("a", "failure").await;
     assert!(
@@ -184,44 +198,85 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
     );
     assert!(text.contains("capstan_git_pushes_total 1\n"), "{text}");
 
-    // A comes back with its storage; a new tag is pushed to it.
+    // The retry after the first cool-down reached the network and marked A
+    // down again (the next retry is ~32 s later). A comes back right after
+    // that mark, with its storage, and a new tag is pushed to it.
+    d.wait_until("A marked down a second time", WAIT, || async {
+        marks_down(&d, &reg_a.host).len() >= 2
+    })
+    .await;
     reg_a.restart();
     let restarted = Instant::now();
-    let notifications = d
-        .sample("capstan_webhooks_total{endpoint=\"registry\",result=\"accepted\"}")
-        .await
-        .unwrap_or(0.0);
     let failures_at_restart = d.update_scans("a", "failure").await;
     push(&reg_a, "acme/a", "1.1.0").await;
-    d.wait_until("A's notification", WAIT, || async {
-        d.sample("capstan_webhooks_total{endpoint=\"registry\",result=\"accepted\"}")
-            .await
-            .unwrap_or(0.0)
-            > notifications
-    })
+    let pushed = Instant::now();
+    // Well within the cool-down of A's last mark: only the notification can
+    // have ended it (without it, the next retry is ~32 s after the mark and
+    // every scan before then fails without a request).
+    d.wait_until(
+        "the commit of a 1.1.0 by A's notification, within 20 s (A's cool-down is 30 s)",
+        Duration::from_secs(20),
+        || async { repo.log().len() == 3 },
+    )
     .await;
-    d.wait_until("the commit of a 1.1.0", WAIT, || async {
-        repo.log().len() == 3
-    })
-    .await;
-    let recovery = restarted.elapsed();
+    let recovery = pushed.elapsed();
+
+    // Every timestamp below is the daemon's own (its JSON log).
+    let last_mark = *marks_down(&d, &reg_a.host)
+        .last()
+        .expect("A was marked down");
+    let committed = d
+        .wait_event("image updated", &[("policy", "a"), ("to", "1.1.0")], WAIT)
+        .await;
+    let committed_at = timestamp(&committed);
+    let since_mark = committed_at.duration_since(last_mark);
     let failures_after = d.update_scans("a", "failure").await - failures_at_restart;
+    assert!(
+        since_mark < jiff::SignedDuration::from_secs(20),
+        "the commit came {since_mark:#} after A's last mark, not well within its 30 s cool-down: the notification did not end it"
+    );
+    let up = d
+        .events()
+        .into_iter()
+        .find(|e| {
+            e["message"] == "registry marked up"
+                && e["registry"] == reg_a.host.as_str()
+                && e["reason"] == "distribution push notification"
+        })
+        .unwrap_or_else(|| panic!("no `registry marked up` for A; log:\n{}", d.log()));
     eprintln!(
-        "A down for {:?}; a 1.1.0 committed {recovery:?} after A's restart, by {} ({failures_after} failed scans of `a` after the restart)",
+        "A down for {:?}; a 1.1.0 committed {recovery:?} after the push to A ({:?} after A's restart), {since_mark:#} after A's last `registry marked down` (cool-down 30 s), with {} ms of it left when A's notification ended it; {failures_after} failed scans of `a` after the restart",
         restarted - down_at,
-        if failures_after > 0.0 {
-            "the backoff retry (the notification's scan met the cool-down)"
-        } else {
-            "the notification"
-        }
+        restarted.elapsed(),
+        up["cooldown_left_ms"],
+    );
+    let up_at = timestamp(&up);
+    assert!(
+        up_at >= last_mark && up_at <= committed_at,
+        "the notification ended the cool-down of the last mark, before the commit: {up}"
+    );
+    assert_eq!(
+        failures_after, 0.0,
+        "the notification's scan reached A (no scan of `a` failed after the restart)"
     );
     let both = manifest
         .replace(&format!("{a}:1.0.0"), &format!("{a}:1.1.0"))
         .replace(&format!("{b}:1.0.0"), &format!("{b}:1.1.0"));
     assert_eq!(repo.show("apps/deploy.yaml"), both);
 
-    // One more poll and write later: still exactly one commit per tag.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // One more scan of each and a write later: still exactly one commit per tag.
+    let successes = (
+        d.update_scans("a", "success").await,
+        d.update_scans("b", "success").await,
+    );
+    trigger_update(&d, "a").await;
+    trigger_update(&d, "b").await;
+    d.wait_until("one more scan of `a` and `b`", WAIT, || async {
+        d.update_scans("a", "success").await > successes.0
+            && d.update_scans("b", "success").await > successes.1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         repo.log(),
         [
@@ -233,6 +288,36 @@ async fn registry_down_for_30_s_recovers_and_other_images_are_unaffected() {
     );
     let text = d.metrics().await;
     assert!(text.contains("capstan_git_pushes_total 2\n"), "{text}");
+}
+
+/// `POST /trigger/update/{policy}` with the trigger token.
+async fn trigger_update(d: &Daemon, policy: &str) {
+    let auth = format!("Bearer {TRIGGER_TOKEN}");
+    let (status, body) = d
+        .post(
+            &format!("/trigger/update/{policy}"),
+            &[("authorization", &auth)],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+/// When the daemon logged an event.
+fn timestamp(event: &serde_json::Value) -> jiff::Timestamp {
+    event["timestamp"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp in {event}"))
+}
+
+/// When `registry` was marked down, in log order.
+fn marks_down(d: &Daemon, registry: &str) -> Vec<jiff::Timestamp> {
+    d.events()
+        .iter()
+        .filter(|e| e["message"] == "registry marked down" && e["registry"] == registry)
+        .map(timestamp)
+        .collect()
 }
 
 /// capstan syncs 500 ConfigMaps through an API server of the test's own (on the

@@ -338,6 +338,10 @@ struct TokenQuery {
     token: Option<String>,
 }
 
+/// A registry's push notification. Besides triggering scans, it ends the
+/// cool-down of the registry that sent it (Distribution, Docker Hub, Harbor:
+/// it is up, whatever the last failed request said); a GitHub-shaped payload
+/// does not, as github.com sent it, not the registry.
 async fn registry_hook(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<TokenQuery>,
@@ -374,6 +378,9 @@ async fn registry_hook(
     match webhook::parse(None, &body) {
         Ok(events) => {
             count(&shared, EP, "accepted");
+            // The registry sent this, so it is up: the scans below must not
+            // fail on a cool-down left from an outage.
+            shared.registries_up(&events);
             registry_events(&shared, &events)
         }
         Err(e) => {

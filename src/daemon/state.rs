@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::{Metrics, TriggerLabel};
 use crate::policy::ImagePolicy;
-use crate::registry::PushEvent;
+use crate::registry::{PushEvent, Scanner};
 
 /// Secrets of the endpoints, read from the environment variables the
 /// configuration names. Never logged: `Debug` shows only which are set.
@@ -101,6 +101,9 @@ pub struct Routes {
     pub max_body_bytes: u64,
     pub github: Option<GitHubRules>,
     pub forge: Option<ForgeHandle>,
+    /// The image-update loop's scanner, when it runs: a registry's own push
+    /// notification ends that registry's cool-down after an outage.
+    pub scanner: Option<Arc<Scanner>>,
 }
 
 /// Shared by the server and the tasks.
@@ -197,6 +200,21 @@ impl Shared {
         tracing::info!(policy = %policy, source, "update triggered");
         t.notify_one();
         true
+    }
+
+    /// The registries that sent `events` themselves are up
+    /// ([`PushEvent::sent_by_registry`]): ends their cool-down after an
+    /// outage, so the scans the events trigger reach them. Call it before
+    /// triggering those scans.
+    pub fn registries_up(&self, events: &[PushEvent]) {
+        let Some(scanner) = self.routes().scanner else {
+            return;
+        };
+        for event in events {
+            if let Some(host) = event.sent_by_registry() {
+                scanner.mark_up(&host, &format!("{} push notification", event.sender));
+            }
+        }
     }
 
     /// Triggers the scan of every policy watching the image of a tag push;

@@ -224,6 +224,7 @@ impl TaskSet {
             max_body_bytes: config.server.max_body_bytes.value,
             github,
             forge,
+            scanner: self.update.as_ref().map(|(_, u)| u.scanner.clone()),
         });
         Ok(changes)
     }

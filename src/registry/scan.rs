@@ -183,6 +183,26 @@ impl Scanner {
         Ok(client)
     }
 
+    /// `host` proved it is up (it sent a push notification): its cool-down
+    /// after an outage ends now, so the scans the notification triggers reach
+    /// it instead of failing at once. Returns how much of the cool-down was
+    /// left; `None` when `host` was not marked down (or has no client yet).
+    /// Logs once when a cool-down ends.
+    pub fn mark_up(&self, host: &str, why: &str) -> Option<Duration> {
+        let registry = normalize_registry(host);
+        let client = lock(&self.clients).get(&registry).cloned()?;
+        let left = client.transport().mark_up()?;
+        tracing::info!(registry = %registry, reason = why, cooldown_left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX), "registry marked up");
+        Some(left)
+    }
+
+    /// How much of `host`'s cool-down is left, when it is marked down.
+    pub fn down_for(&self, host: &str) -> Option<Duration> {
+        let registry = normalize_registry(host);
+        let client = lock(&self.clients).get(&registry).cloned()?;
+        client.transport().down_for()
+    }
+
     /// Scans every policy at once; results come back in the same order.
     pub async fn scan_all(&self, policies: &[ImagePolicy]) -> Vec<ScanResult> {
         futures::future::join_all(policies.iter().map(|p| self.scan(p))).await
@@ -309,4 +329,103 @@ impl Scanner {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{DigestMode, Order, Strategy};
+    use crate::registry::limits::RetryPolicy;
+
+    fn policy(image: &str) -> ImagePolicy {
+        ImagePolicy {
+            name: "app".into(),
+            namespace: None,
+            image: image.into(),
+            filter: None,
+            exclude: vec![],
+            strategy: Strategy::Alphabetical(Order::Asc),
+            digest: DigestMode::Tag,
+            source: "p.yaml".into(),
+        }
+    }
+
+    /// A scanner for one plain-HTTP registry on a loopback port nothing
+    /// listens on, with a one-minute cool-down and no retries.
+    fn scanner() -> (Scanner, String) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let host = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
+        drop(listener);
+        let settings = RegistrySettings {
+            insecure: true,
+            ..RegistrySettings::anonymous(&host)
+        };
+        let options = ClientOptions {
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            down_cooldown: Duration::from_secs(60),
+            ..ClientOptions::default()
+        };
+        let scanner = Scanner::new(
+            vec![(host.clone(), Ok(settings))],
+            options,
+            ScanOptions::default(),
+        );
+        (scanner, host)
+    }
+
+    fn kind(result: &ScanResult) -> &ErrorKind {
+        &result.error().expect("stale").kind
+    }
+
+    #[tokio::test]
+    async fn mark_up_by_host_lets_the_next_scan_reach_the_registry() {
+        let (scanner, host) = scanner();
+        let p = policy(&format!("{host}/acme/app"));
+        assert_eq!(scanner.mark_up(&host, "test"), None, "no client yet");
+        assert!(
+            lock(&scanner.clients).is_empty(),
+            "mark_up builds no client"
+        );
+
+        let first = scanner.scan(&p).await;
+        assert!(
+            matches!(kind(&first), ErrorKind::Connect { .. }),
+            "{first:?}"
+        );
+        assert!(scanner.down_for(&host).is_some(), "marked down");
+        let second = scanner.scan(&p).await;
+        assert!(matches!(kind(&second), ErrorKind::Down(_)), "{second:?}");
+
+        // Another host's notification changes nothing here.
+        assert_eq!(scanner.mark_up("127.0.0.1:1", "test"), None);
+        assert!(scanner.down_for(&host).is_some());
+
+        let left = scanner.mark_up(&host, "test").expect("was marked down");
+        assert!(left <= Duration::from_secs(60), "{left:?}");
+        assert_eq!(scanner.down_for(&host), None);
+        assert_eq!(scanner.mark_up(&host, "test"), None, "ended once");
+        let sent = scanner
+            .client(&host)
+            .expect("client")
+            .stats()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let third = scanner.scan(&p).await;
+        assert!(
+            matches!(kind(&third), ErrorKind::Connect { .. }),
+            "the scan went to the registry again: {third:?}"
+        );
+        assert_eq!(
+            scanner
+                .client(&host)
+                .expect("client")
+                .stats()
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+            sent + 1
+        );
+    }
 }

@@ -8,6 +8,10 @@
 //! retries of a request end in an outage (connection refused, timeouts, 5xx) the
 //! registry is marked down for a cool-down period, during which requests fail at
 //! once: its images go stale quickly instead of each waiting out its retries.
+//! The cool-down ends early on any answer from the registry, or when something
+//! else proves it is up ([`Transport::mark_up`]: the daemon calls it, through
+//! [`Scanner::mark_up`](super::Scanner::mark_up), when the registry sends a
+//! push notification).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -691,11 +695,26 @@ impl Transport {
             Some(Instant::now() + self.options.down_cooldown);
     }
 
-    fn mark_up(&self) {
-        let mut down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        if down.is_some() {
-            *down = None;
-        }
+    /// How much of the cool-down is left, when the registry is marked down.
+    pub fn down_for(&self) -> Option<Duration> {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Ends the cool-down: the registry answered, or proved otherwise that it
+    /// is up (it sent a push notification). Returns how much of the cool-down
+    /// was left, `None` when the registry was not marked down.
+    pub fn mark_up(&self) -> Option<Duration> {
+        let left = self
+            .down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|until| until.saturating_duration_since(Instant::now()));
+        left.filter(|l| !l.is_zero())
     }
 }
 
@@ -758,4 +777,95 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
         }
         loaded.certs
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback port nothing listens on: every connection is refused.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    }
+
+    fn transport(registry: &str, cooldown: Duration) -> Transport {
+        let options = ClientOptions {
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            connect_timeout: Duration::from_secs(2),
+            down_cooldown: cooldown,
+            ..ClientOptions::default()
+        };
+        let settings = RegistrySettings {
+            insecure: true,
+            ..RegistrySettings::anonymous(registry)
+        };
+        Transport::new(settings, options).expect("transport")
+    }
+
+    fn request(t: &Transport) -> Request<'static> {
+        Request {
+            method: Method::GET,
+            url: t.base().join("v2/").expect("url"),
+            accept: &[],
+            scope: None,
+            limit: 1024,
+            image: "acme/app",
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_marks_down_and_mark_up_ends_the_cool_down() {
+        let t = transport(
+            &format!("127.0.0.1:{}", closed_port()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(t.down_for(), None);
+        assert_eq!(t.mark_up(), None, "not marked down: nothing to end");
+
+        let refused = t.send(&request(&t)).await.expect_err("refused");
+        assert!(
+            matches!(refused.kind, ErrorKind::Connect { .. }),
+            "{refused}"
+        );
+        let left = t.down_for().expect("marked down after the outage");
+        assert!(
+            left > Duration::from_secs(55) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
+
+        // During the cool-down a request fails at once, without being sent.
+        let sent = t.stats().requests.load(Ordering::Relaxed);
+        let down = t.send(&request(&t)).await.expect_err("down");
+        assert!(matches!(down.kind, ErrorKind::Down(_)), "{down}");
+        assert_eq!(t.stats().requests.load(Ordering::Relaxed), sent, "not sent");
+
+        // Proof that the registry is up ends the cool-down: the next request
+        // goes out again (and, the port still being closed, marks it down again).
+        let left = t.mark_up().expect("the cool-down was in force");
+        assert!(left > Duration::from_secs(55), "{left:?}");
+        assert_eq!(t.down_for(), None);
+        assert_eq!(t.mark_up(), None, "ended once");
+        let refused = t.send(&request(&t)).await.expect_err("refused");
+        assert!(
+            matches!(refused.kind, ErrorKind::Connect { .. }),
+            "{refused}"
+        );
+        assert_eq!(t.stats().requests.load(Ordering::Relaxed), sent + 1, "sent");
+        assert!(t.down_for().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_zero_cool_down_never_marks_down() {
+        let t = transport(&format!("127.0.0.1:{}", closed_port()), Duration::ZERO);
+        for _ in 0..2 {
+            let e = t.send(&request(&t)).await.expect_err("refused");
+            assert!(matches!(e.kind, ErrorKind::Connect { .. }), "{e}");
+        }
+        assert_eq!(t.down_for(), None);
+        assert_eq!(t.mark_up(), None);
+    }
 }

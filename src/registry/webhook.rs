@@ -54,6 +54,23 @@ impl PushEvent {
     }
 }
 
+impl PushEvent {
+    /// The host of the registry that sent this event itself, which proves it
+    /// is up: Distribution, Docker Hub and Harbor notify from the registry; a
+    /// GitHub `package` event comes from github.com, not from ghcr.io, so it
+    /// proves nothing about the registry.
+    pub fn sent_by_registry(&self) -> Option<String> {
+        match self.sender {
+            Sender::GitHub => None,
+            Sender::Distribution | Sender::DockerHub | Sender::Harbor => self
+                .registry
+                .as_deref()
+                .map(normalize_registry)
+                .filter(|r| !r.is_empty()),
+        }
+    }
+}
+
 impl std::fmt::Display for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -519,6 +536,33 @@ mod tests {
             events[0].digest.as_deref(),
             Some(format!("sha256:{}", "b".repeat(64)).as_str())
         );
+    }
+
+    #[test]
+    fn registry_senders_prove_their_registry_is_up_github_does_not() {
+        let host = |file: &str| -> Vec<Option<String>> {
+            parse(None, &fixture(file))
+                .expect("parses")
+                .iter()
+                .map(PushEvent::sent_by_registry)
+                .collect()
+        };
+        assert_eq!(host("distribution-push.json"), [Some("example.com".into())]);
+        assert_eq!(host("dockerhub-push.json"), [Some("docker.io".into())]);
+        assert_eq!(host("harbor-push.json"), [Some("hub.harbor.com".into())]);
+        // GitHub's events name ghcr.io but are sent by github.com, also when
+        // posted to the registry endpoint (no `X-GitHub-Event` header).
+        assert_eq!(host("github-registry-package-published.json"), [None]);
+        assert_eq!(host("github-package-published.json"), [None]);
+        // A Distribution event without a URL or request host names no registry.
+        let anonymous = PushEvent {
+            sender: Sender::Distribution,
+            registry: None,
+            repository: "acme/app".into(),
+            tag: Some("1.0.0".into()),
+            digest: None,
+        };
+        assert_eq!(anonymous.sent_by_registry(), None);
     }
 
     #[test]
