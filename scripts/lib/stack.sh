@@ -12,6 +12,8 @@ cargo build --release --locked --bin capstan 2>&1 | tail -n 1
 CAPSTAN=${CARGO_TARGET_DIR:-$ROOT/target}/release/capstan
 
 say "building the Kubernetes control plane and Gitea from their Go modules (cached after the first time)"
+# The build logs go to target/ even when CARGO_TARGET_DIR puts cargo's output elsewhere.
+mkdir -p "$ROOT/target"
 scripts/k8s-env build >"$ROOT/target/stack-k8s-build.log" 2>&1 &
 k8s_build=$!
 scripts/gitea-env build >"$ROOT/target/stack-gitea-build.log" 2>&1 ||
