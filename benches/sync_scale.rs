@@ -5,6 +5,12 @@
 //! and by the API server's own `apiserver_request_total` (non-dry-run
 //! POST/PUT/PATCH/DELETE on configmaps and namespaces), and the process's peak RSS.
 //!
+//! It also prints the CPU time each process spent during the first sync and during the
+//! resyncs: this process (capstan) and, when the control plane is the one
+//! `scripts/k8s-env` started (its pid files under `CAPSTAN_K8S_STATE`, default
+//! `target/k8s-env`), kube-apiserver, etcd and kube-controller-manager. On 2 cores the
+//! first sync is bound by their sum, not by capstan alone.
+//!
 //! Run with `scripts/bench-sync [SIZES...]`; the cluster comes from
 //! `CAPSTAN_BENCH_KUBECONFIG` (default: `scripts/k8s-env kubeconfig`).
 
@@ -63,13 +69,76 @@ async fn main() -> anyhow::Result<()> {
         "| objects | first sync | writes (capstan / apiserver) | no-op resync (median of 3) | writes (capstan / apiserver, all 3) | peak RSS |"
     );
     println!("|---|---|---|---|---|---|");
+    let mut cpu_rows = Vec::new();
     for n in sizes {
-        bench(&client, n).await?;
+        cpu_rows.push(bench(&client, n).await?);
+    }
+    let names: Vec<&str> = CONTROL_PLANE
+        .iter()
+        .copied()
+        .filter(|c| control_plane_pid(c).is_some())
+        .collect();
+    println!(
+        "\nCPU seconds spent (capstan{}):\n",
+        names.iter().map(|n| format!(" / {n}")).collect::<String>()
+    );
+    println!("| objects | first sync | 3 no-op resyncs |");
+    println!("|---|---|---|");
+    for (n, first, resyncs) in cpu_rows {
+        println!("| {n} | {} | {} |", cpu_cells(&first), cpu_cells(&resyncs));
     }
     Ok(())
 }
 
-async fn bench(client: &Client, n: usize) -> anyhow::Result<()> {
+/// The control-plane processes whose CPU is reported, as `scripts/k8s-env` names them.
+const CONTROL_PLANE: [&str; 3] = ["kube-apiserver", "etcd", "kube-controller-manager"];
+
+/// CPU seconds of capstan (this process), then of each control-plane process found.
+type CpuSample = Vec<f64>;
+
+fn control_plane_pid(component: &str) -> Option<u32> {
+    let state = std::env::var("CAPSTAN_K8S_STATE")
+        .unwrap_or_else(|_| format!("{}/target/k8s-env", env!("CARGO_MANIFEST_DIR")));
+    std::fs::read_to_string(format!("{state}/pids/{component}.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// user + system CPU seconds of a process, from /proc (clock ticks of 1/100 s).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+fn cpu_sample() -> CpuSample {
+    let mut sample = vec![cpu_seconds("self").unwrap_or(0.0)];
+    for component in CONTROL_PLANE {
+        if let Some(pid) = control_plane_pid(component) {
+            sample.push(cpu_seconds(&pid.to_string()).unwrap_or(0.0));
+        }
+    }
+    sample
+}
+
+fn cpu_spent(before: &CpuSample, after: &CpuSample) -> CpuSample {
+    before.iter().zip(after).map(|(b, a)| a - b).collect()
+}
+
+fn cpu_cells(spent: &CpuSample) -> String {
+    spent
+        .iter()
+        .map(|s| format!("{s:.1}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+async fn bench(client: &Client, n: usize) -> anyhow::Result<(usize, CpuSample, CpuSample)> {
     let run = format!("bench{}-{n}", std::process::id());
     let dir = tempfile::tempdir()?;
     let namespaces: Vec<String> = (0..NAMESPACES).map(|i| format!("{run}-{i}")).collect();
@@ -101,9 +170,11 @@ async fn bench(client: &Client, n: usize) -> anyhow::Result<()> {
         commit: None,
     };
     let before = server_writes(client).await?;
+    let cpu0 = cpu_sample();
     let t0 = Instant::now();
     let first = sync_target(client, &opts).await?;
     let first_time = t0.elapsed();
+    let cpu1 = cpu_sample();
     let mid = server_writes(client).await?;
     // The no-op resync three times: its median, and the writes of all three.
     let mut resyncs = Vec::new();
@@ -114,6 +185,7 @@ async fn bench(client: &Client, n: usize) -> anyhow::Result<()> {
         resyncs.push(t1.elapsed());
         anyhow::ensure!(again.writes == 0, "a no-op resync wrote {}", again.writes);
     }
+    let cpu2 = cpu_sample();
     resyncs.sort();
     let resync_time = resyncs[1];
     let after = server_writes(client).await?;
@@ -145,7 +217,7 @@ async fn bench(client: &Client, n: usize) -> anyhow::Result<()> {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     }
-    Ok(())
+    Ok((n, cpu_spent(&cpu0, &cpu1), cpu_spent(&cpu1, &cpu2)))
 }
 
 /// Non-dry-run writes to configmaps and namespaces the API server has served so far.
