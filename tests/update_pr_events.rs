@@ -2,10 +2,10 @@
 //! payloads (tests/fixtures/github/webhooks/), with single fields changed in
 //! memory for each case; malformed payloads give errors naming the field.
 
-use capstan::forge::{CombinedStatus, CommitState, ContextState, GitHub};
+use capstan::forge::{CombinedStatus, CommitState, ContextState, GitHub, PullRequest, PullReview};
 use capstan::update::pr_events::{self, Event, Merge, PayloadError, Reaction, Rules};
 use serde_json::{Value, json};
-use wiremock::matchers::{body_json, method, path};
+use wiremock::matchers::{body_json, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn response(name: &str) -> Value {
@@ -273,6 +273,255 @@ async fn merge_if_green_reads_the_status_then_merges_that_commit() {
     assert_eq!(
         pr_events::merge_if_green(&forge, 2, SHA).await.unwrap(),
         Merge::Waiting("security/brakeman is pending".into())
+    );
+    github.verify().await;
+}
+
+const HEAD: &str = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+
+/// A green `status` for the head of a capstan branch asks to merge that
+/// branch's pull request at that commit; branches that only contain the commit
+/// and branches outside the template are left out.
+#[test]
+fn a_green_status_on_a_capstan_branch_head_asks_to_merge_it() {
+    let status = payload("status-success.json");
+    assert_eq!(
+        react("status", &status, &rules(true)),
+        Reaction::MergeIfApproved {
+            sha: HEAD.into(),
+            branches: vec![("podinfo".into(), "capstan/podinfo".into())],
+        }
+    );
+    let parsed = pr_events::parse("status", &bytes(&status)).expect("parses");
+    let Event::Status(s) = parsed else {
+        panic!("{parsed:?}")
+    };
+    assert_eq!(s.context, "ci/test");
+    assert_eq!(s.branches.len(), 4);
+    assert_eq!(s.branches[2].name, "capstan/frontend");
+    assert_eq!(
+        s.branches[2].head,
+        "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+    );
+}
+
+#[test]
+fn statuses_that_must_not_merge() {
+    let status = payload("status-success.json");
+    for state in ["pending", "failure", "error"] {
+        let mut p = status.clone();
+        p["state"] = json!(state);
+        assert_eq!(
+            react("status", &p, &rules(true)),
+            Reaction::Nothing(format!("status `ci/test` is {state} on {HEAD}")),
+        );
+    }
+    // The commit is only the head of a non-capstan branch / only contained
+    // in a capstan branch whose head is elsewhere.
+    let mut p = status.clone();
+    p["branches"] = json!([status["branches"][2], status["branches"][3]]);
+    assert_eq!(
+        react("status", &p, &rules(true)),
+        Reaction::Nothing(format!(
+            "{HEAD} is not the head of a capstan branch (`capstan/{{policy}}`)"
+        )),
+    );
+    let mut p = status.clone();
+    p["branches"] = json!([]);
+    assert!(matches!(
+        react("status", &p, &rules(true)),
+        Reaction::Nothing(_)
+    ));
+    assert_eq!(
+        react("status", &status, &rules(false)),
+        Reaction::Nothing("update.pullRequest.autoMerge is off".into()),
+    );
+    let mut p = status.clone();
+    p["repository"]["full_name"] = json!("someone/else");
+    assert_eq!(
+        react("status", &p, &rules(true)),
+        Reaction::Nothing("event from `someone/else`, not `Codertocat/Hello-World`".into()),
+    );
+    // Malformed: the field is named.
+    let mut p = status.clone();
+    p["branches"][1]["commit"] = json!({});
+    assert_eq!(
+        pr_events::parse("status", &bytes(&p))
+            .unwrap_err()
+            .to_string(),
+        "`status` payload: field `branches.1.commit.sha` is missing"
+    );
+    let mut p = status.clone();
+    p["branches"] = json!("capstan/podinfo");
+    assert_eq!(
+        pr_events::parse("status", &bytes(&p))
+            .unwrap_err()
+            .to_string(),
+        "`status` payload: field `branches` must be an array"
+    );
+}
+
+#[test]
+fn a_successful_check_suite_on_a_capstan_branch_asks_to_merge_it() {
+    let suite = payload("check_suite-completed.json");
+    assert_eq!(
+        react("check_suite", &suite, &rules(true)),
+        Reaction::MergeIfApproved {
+            sha: HEAD.into(),
+            branches: vec![("podinfo".into(), "capstan/podinfo".into())],
+        }
+    );
+    let mut p = suite.clone();
+    p["check_suite"]["conclusion"] = json!("failure");
+    assert_eq!(
+        react("check_suite", &p, &rules(true)),
+        Reaction::Nothing(format!("check suite on {HEAD} concluded failure")),
+    );
+    let mut p = suite.clone();
+    p["check_suite"]["head_branch"] = json!("feature/x");
+    assert!(matches!(
+        react("check_suite", &p, &rules(true)),
+        Reaction::Nothing(_)
+    ));
+    let mut p = suite.clone();
+    p["check_suite"]["head_branch"] = json!(null);
+    assert!(matches!(
+        react("check_suite", &p, &rules(true)),
+        Reaction::Nothing(_)
+    ));
+    let mut p = suite.clone();
+    p["action"] = json!("requested");
+    assert_eq!(
+        react("check_suite", &p, &rules(true)),
+        Reaction::Nothing("check_suite `requested` is not handled".into()),
+    );
+}
+
+fn open_pr(head_sha: &str) -> PullRequest {
+    PullRequest {
+        number: 1347,
+        node_id: String::new(),
+        html_url: String::new(),
+        title: String::new(),
+        body: String::new(),
+        head_branch: "capstan/podinfo".into(),
+        head_sha: head_sha.into(),
+        base_branch: "master".into(),
+        open: true,
+        merged: false,
+        draft: false,
+        author: None,
+    }
+}
+
+fn review(who: &str, state: &str, commit: &str) -> PullReview {
+    PullReview {
+        reviewer: who.into(),
+        state: state.into(),
+        commit: commit.into(),
+    }
+}
+
+#[test]
+fn approval_is_judged_at_the_exact_head() {
+    let old = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+    let approved = [review("octocat", "APPROVED", HEAD)];
+    assert_eq!(
+        pr_events::approved_at(&open_pr(HEAD), &approved, HEAD, "master"),
+        Ok(())
+    );
+    // The head moved after the status: never merged.
+    assert_eq!(
+        pr_events::approved_at(&open_pr(old), &approved, HEAD, "master"),
+        Err(format!("pull request #1347 head moved to {old}"))
+    );
+    // Approved an older commit only.
+    assert_eq!(
+        pr_events::approved_at(
+            &open_pr(HEAD),
+            &[review("octocat", "APPROVED", old)],
+            HEAD,
+            "master"
+        ),
+        Err(format!("pull request #1347 is not approved at {HEAD}"))
+    );
+    // Someone's latest review asks for changes; a later comment does not lift it.
+    assert_eq!(
+        pr_events::approved_at(
+            &open_pr(HEAD),
+            &[
+                review("octocat", "APPROVED", HEAD),
+                review("hubot", "CHANGES_REQUESTED", HEAD),
+                review("hubot", "COMMENTED", HEAD),
+            ],
+            HEAD,
+            "master"
+        ),
+        Err("hubot requested changes".into())
+    );
+    // An approval dismissed later does not count.
+    assert!(
+        pr_events::approved_at(
+            &open_pr(HEAD),
+            &[
+                review("octocat", "APPROVED", HEAD),
+                review("octocat", "DISMISSED", HEAD)
+            ],
+            HEAD,
+            "master"
+        )
+        .is_err()
+    );
+    assert!(pr_events::approved_at(&open_pr(HEAD), &[], HEAD, "master").is_err());
+    let mut other_base = open_pr(HEAD);
+    other_base.base_branch = "release".into();
+    assert!(pr_events::approved_at(&other_base, &approved, HEAD, "master").is_err());
+}
+
+/// `MergeIfApproved` carried out against GitHub's documented answers: the
+/// branch's open pull request, its reviews (changes requested, then approved
+/// by the same reviewer at the head), the combined status, then the merge at
+/// exactly that commit.
+#[tokio::test]
+async fn merge_if_approved_finds_the_pull_request_and_merges_its_head() {
+    let github = MockServer::start().await;
+    let mut pulls = response("pulls-list-open.json");
+    pulls[0]["head"]["ref"] = json!("capstan/podinfo");
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/fleet/pulls"))
+        .and(query_param("head", "acme:capstan/podinfo"))
+        .and(query_param("base", "master"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pulls))
+        .expect(1)
+        .mount(&github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/fleet/pulls/1347/reviews"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(response("pull-request-reviews.json")),
+        )
+        .expect(1)
+        .mount(&github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{HEAD}/status")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(response("combined-status.json")))
+        .expect(1)
+        .mount(&github)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/repos/acme/fleet/pulls/1347/merge"))
+        .and(body_json(json!({ "sha": HEAD, "merge_method": "merge" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(response("merge-pull-request.json")))
+        .expect(1)
+        .mount(&github)
+        .await;
+    let forge = GitHub::new(Some(&github.uri()), Some("t0ken".into()), "acme", "fleet").unwrap();
+    assert_eq!(
+        pr_events::merge_if_approved(&forge, "capstan/podinfo", "master", HEAD)
+            .await
+            .unwrap(),
+        Merge::Merged(HEAD.into())
     );
     github.verify().await;
 }

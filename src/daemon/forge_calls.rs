@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::metrics::Metrics;
 use crate::forge::{
     CombinedStatus, CommitStatus, Comparison, DeploymentStatus, Forge, ForgeFuture, MergeMethod,
-    NewDeployment, NewPullRequest, Opened, PullRequest,
+    NewDeployment, NewPullRequest, Opened, PullRequest, PullReview,
 };
 
 /// Wraps a forge; each call is counted once (after the forge's own retries).
@@ -62,6 +62,13 @@ impl Forge for CountedForge {
         self.counted(
             "find_pull_request",
             self.inner.find_open_pull_request(head, base),
+        )
+    }
+
+    fn pull_request_reviews<'a>(&'a self, number: u64) -> ForgeFuture<'a, Vec<PullReview>> {
+        self.counted(
+            "pull_request_reviews",
+            self.inner.pull_request_reviews(number),
         )
     }
 

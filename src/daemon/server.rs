@@ -154,7 +154,10 @@ async fn github_hook(
         }
     };
     if let Some(rules) = &routes.github
-        && matches!(event, "push" | "pull_request" | "pull_request_review")
+        && matches!(
+            event,
+            "push" | "pull_request" | "pull_request_review" | "status" | "check_suite"
+        )
     {
         let response = pr_reaction(&shared, &routes, rules, event, delivery, &body);
         count(&shared, EP, "accepted");
@@ -219,9 +222,9 @@ async fn github_hook(
     response
 }
 
-/// `push`, `pull_request` and `pull_request_review` judged by
-/// [`pr_events`]: sync when the base branch moved, merge an approved capstan
-/// pull request when its status is green.
+/// `push`, `pull_request`, `pull_request_review`, `status` and `check_suite`
+/// judged by [`pr_events`]: sync when the base branch moved, merge an approved
+/// capstan pull request when its status is green.
 fn pr_reaction(
     shared: &Arc<Shared>,
     routes: &super::state::Routes,
@@ -285,6 +288,36 @@ fn pr_reaction(
                     Err(e) => {
                         metrics.error("forge");
                         tracing::warn!(policy = %policy, pull_request = number, error = %e, "merge failed")
+                    }
+                }
+            });
+            reply(StatusCode::ACCEPTED, reply_body)
+        }
+        Reaction::MergeIfApproved { sha, branches } => {
+            let Some(forge) = routes.forge.clone() else {
+                return ignored("green, but no forge is configured to merge with");
+            };
+            let metrics = shared.metrics.clone();
+            let base = rules.base_branch.clone();
+            let names: Vec<&str> = branches.iter().map(|(_, b)| b.as_str()).collect();
+            tracing::info!(delivery, commit = %sha, branches = ?names, "green capstan branch head: merging when approved");
+            let reply_body = json!({ "mergeIfApproved": names, "commit": sha });
+            tokio::spawn(async move {
+                for (policy, branch) in branches {
+                    let result =
+                        pr_events::merge_if_approved(forge.0.as_ref(), &branch, &base, &sha).await;
+                    metrics.forge_call("merge_if_approved", result.is_ok());
+                    match result {
+                        Ok(pr_events::Merge::Merged(commit)) => {
+                            tracing::info!(policy = %policy, branch = %branch, commit = %commit, "merged")
+                        }
+                        Ok(pr_events::Merge::Waiting(why)) => {
+                            tracing::info!(policy = %policy, branch = %branch, reason = %why, "not merged yet")
+                        }
+                        Err(e) => {
+                            metrics.error("forge");
+                            tracing::warn!(policy = %policy, branch = %branch, error = %e, "merge failed")
+                        }
                     }
                 }
             });

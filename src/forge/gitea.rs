@@ -23,11 +23,12 @@ use tracing::info;
 use super::clock::{Clock, SystemClock};
 use super::error::{ForgeError, RetryPolicy, classify, retry};
 use super::github::{
-    WireCompareCommit, WirePull, WireStatus, WireUser, decode, query_value, without_bot,
+    WireCompareCommit, WirePull, WireReview, WireStatus, WireUser, decode, query_value, without_bot,
 };
 use super::{
     CombinedStatus, CommitState, CommitStatus, Comparison, ContextState, DeploymentStatus, Forge,
-    ForgeFuture, MergeMethod, NewDeployment, NewPullRequest, Opened, PullRequest, one_line,
+    ForgeFuture, MergeMethod, NewDeployment, NewPullRequest, Opened, PullRequest, PullReview,
+    one_line,
 };
 use crate::registry::transport::{error_chain, tls_config};
 
@@ -389,6 +390,25 @@ impl Forge for Gitea {
         base: &'a str,
     ) -> ForgeFuture<'a, Option<PullRequest>> {
         Box::pin(self.find_open(head, base))
+    }
+
+    fn pull_request_reviews<'a>(&'a self, number: u64) -> ForgeFuture<'a, Vec<PullReview>> {
+        Box::pin(async move {
+            let operation = format!(
+                "read the reviews of pull request #{number} in {}",
+                self.slug()
+            );
+            let reviews: Vec<WireReview> = self
+                .send_json(&Call {
+                    operation: &operation,
+                    not_found: &format!("pull request #{number} in {}", self.slug()),
+                    method: Method::GET,
+                    path: &self.repo_path(&format!("/pulls/{number}/reviews?limit=50")),
+                    body: None,
+                })
+                .await?;
+            Ok(reviews.into_iter().map(WireReview::into_review).collect())
+        })
     }
 
     fn create_pull_request<'a>(&'a self, new: &'a NewPullRequest) -> ForgeFuture<'a, Opened> {

@@ -30,7 +30,7 @@ use super::github_app::AppTokenProvider;
 use super::{
     CombinedStatus, CommitState, CommitStatus, CompareCommit, Comparison, ContextState,
     DeploymentStatus, Forge, ForgeFuture, MergeMethod, NewDeployment, NewPullRequest, Opened,
-    PullRequest, one_line, summary_line,
+    PullRequest, PullReview, one_line, summary_line,
 };
 use crate::registry::transport::error_chain;
 
@@ -400,6 +400,28 @@ impl Forge for GitHub {
         Box::pin(self.find_open(head, base))
     }
 
+    fn pull_request_reviews<'a>(&'a self, number: u64) -> ForgeFuture<'a, Vec<PullReview>> {
+        Box::pin(async move {
+            let operation = format!(
+                "read the reviews of pull request #{number} in {}",
+                self.slug()
+            );
+            let reviews: Vec<WireReview> = self
+                .call_json(Call {
+                    operation: &operation,
+                    not_found: &self.repo_not_found(),
+                    method: Method::GET,
+                    path: &format!(
+                        "/repos/{}/{}/pulls/{number}/reviews?per_page=100",
+                        self.owner, self.repo
+                    ),
+                    body: None,
+                })
+                .await?;
+            Ok(reviews.into_iter().map(WireReview::into_review).collect())
+        })
+    }
+
     fn create_pull_request<'a>(&'a self, new: &'a NewPullRequest) -> ForgeFuture<'a, Opened> {
         Box::pin(async move {
             let operation = format!(
@@ -737,6 +759,27 @@ pub(crate) fn without_bot(users: &[String], bot: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A pull request review as GitHub and Gitea send it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireReview {
+    #[serde(default)]
+    pub user: Option<WireUser>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub commit_id: Option<String>,
+}
+
+impl WireReview {
+    pub(crate) fn into_review(self) -> super::PullReview {
+        super::PullReview {
+            reviewer: self.user.map(|u| u.login).unwrap_or_default(),
+            state: self.state.unwrap_or_default().to_ascii_uppercase(),
+            commit: self.commit_id.unwrap_or_default(),
+        }
+    }
 }
 
 /// A pull request as GitHub and Gitea send it (the fields capstan reads).

@@ -121,6 +121,17 @@ pub struct ContextState {
     pub description: String,
 }
 
+/// One submitted review of a pull request (GitHub and Gitea `pulls/{n}/reviews`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullReview {
+    pub reviewer: String,
+    /// Uppercase as the forge sends it: `APPROVED`, `CHANGES_REQUESTED`
+    /// (Gitea: `REQUEST_CHANGES`), `COMMENTED`, `DISMISSED`, `PENDING`.
+    pub state: String,
+    /// The commit the review was made on.
+    pub commit: String,
+}
+
 /// A pull request as the forge reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequest {
@@ -265,6 +276,9 @@ pub trait Forge: Send + Sync + std::fmt::Debug {
         head: &'a str,
         base: &'a str,
     ) -> ForgeFuture<'a, Option<PullRequest>>;
+
+    /// The reviews of a pull request, oldest first.
+    fn pull_request_reviews<'a>(&'a self, number: u64) -> ForgeFuture<'a, Vec<PullReview>>;
 
     /// Opens a pull request; a duplicate answers with the one already open.
     fn create_pull_request<'a>(&'a self, new: &'a NewPullRequest) -> ForgeFuture<'a, Opened>;

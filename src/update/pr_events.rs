@@ -5,6 +5,11 @@
 //! - `pull_request_review` *approved* on one of Capstan's pull requests, with
 //!   `update.pullRequest.autoMerge` on → merge the approved commit, if its
 //!   combined status is green ([`should_merge`] decides with the status).
+//! - `status` *success* (or `check_suite` *completed* with conclusion
+//!   *success*) for a commit that is the head of a Capstan branch, with
+//!   `update.pullRequest.autoMerge` on → find the open pull request of that
+//!   branch; when its head is still that commit and it is approved at that
+//!   commit ([`approved_at`]), merge it there if its combined status is green.
 //! - `pull_request` *closed* and merged into the base branch → sync now.
 //! - `push` to the base branch → sync now.
 //!
@@ -37,6 +42,8 @@ pub enum Event {
     Review(Review),
     PullRequestClosed(Closed),
     Push(Push),
+    Status(Status),
+    CheckSuite(CheckSuite),
     /// Another event or action; the reason says which.
     Other(String),
 }
@@ -77,6 +84,36 @@ pub struct Push {
     pub deleted: bool,
 }
 
+/// `status`: a commit status changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub repository: String,
+    pub sha: String,
+    /// `pending`, `success`, `failure`, `error`.
+    pub state: String,
+    pub context: String,
+    /// Branches that contain `sha` (at most 10), each with its head commit.
+    pub branches: Vec<BranchHead>,
+}
+
+/// A branch and its head commit, as listed in a `status` payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchHead {
+    pub name: String,
+    pub head: String,
+}
+
+/// `check_suite` with action `completed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSuite {
+    pub repository: String,
+    pub sha: String,
+    /// `null` when the suite ran on a commit no branch points to (e.g. a fork).
+    pub head_branch: Option<String>,
+    /// `success`, `failure`, `neutral`, … (`null` while running).
+    pub conclusion: Option<String>,
+}
+
 /// What the configuration says about the repository.
 #[derive(Debug, Clone)]
 pub struct Rules<'a> {
@@ -96,6 +133,14 @@ pub enum Reaction {
         number: u64,
         sha: String,
         policy: String,
+    },
+    /// `sha` finished green: for each branch (Capstan's, with `sha` at its
+    /// head), merge its open pull request at `sha` when it is approved there
+    /// and its combined status is green.
+    MergeIfApproved {
+        sha: String,
+        /// `(policy, branch)`.
+        branches: Vec<(String, String)>,
     },
     /// Run the sync loop now (the base branch moved).
     TriggerSync {
@@ -159,6 +204,53 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
                 None => p.str("after")?.bytes().all(|b| b == b'0'),
             },
         })),
+        "status" => {
+            let list = p.get("branches")?;
+            let list = list
+                .as_array()
+                .ok_or_else(|| p.wrong("branches", "an array"))?;
+            let mut branches = Vec::with_capacity(list.len());
+            for (i, branch) in list.iter().enumerate() {
+                let b = Payload {
+                    event,
+                    value: branch,
+                };
+                let at = |field: &str| -> Result<String, PayloadError> {
+                    b.str(field).map(str::to_string).map_err(|e| match e {
+                        PayloadError::Missing { .. } => PayloadError::Missing {
+                            event: event.into(),
+                            field: format!("branches.{i}.{field}"),
+                        },
+                        _ => p.wrong(&format!("branches.{i}.{field}"), "a string"),
+                    })
+                };
+                branches.push(BranchHead {
+                    name: at("name")?,
+                    head: at("commit.sha")?,
+                });
+            }
+            Ok(Event::Status(Status {
+                repository: p.str("repository.full_name")?.into(),
+                sha: p.str("sha")?.into(),
+                state: p.str("state")?.to_ascii_lowercase(),
+                context: p.opt_str("context")?.unwrap_or_default().into(),
+                branches,
+            }))
+        }
+        "check_suite" => {
+            let action = p.str("action")?;
+            if action != "completed" {
+                return Ok(Event::Other(format!("check_suite `{action}`")));
+            }
+            Ok(Event::CheckSuite(CheckSuite {
+                repository: p.str("repository.full_name")?.into(),
+                sha: p.str("check_suite.head_sha")?.into(),
+                head_branch: p.opt_str("check_suite.head_branch")?.map(str::to_string),
+                conclusion: p
+                    .opt_str("check_suite.conclusion")?
+                    .map(str::to_ascii_lowercase),
+            }))
+        }
         other => Ok(Event::Other(format!("event `{other}`"))),
     }
 }
@@ -200,6 +292,69 @@ pub fn react(event: &Event, rules: &Rules<'_>) -> Reaction {
                 number: r.number,
                 sha: r.commit.clone(),
                 policy: policy.to_string(),
+            }
+        }
+        Event::Status(st) => {
+            if let Some(n) = other_repo(&st.repository) {
+                return n;
+            }
+            if st.state != "success" {
+                return Reaction::Nothing(format!(
+                    "status `{}` is {} on {}",
+                    st.context, st.state, st.sha
+                ));
+            }
+            if !rules.auto_merge {
+                return Reaction::Nothing("update.pullRequest.autoMerge is off".into());
+            }
+            // `branches` lists branches that *contain* the commit; only those
+            // whose head it is can be merged at it.
+            let branches: Vec<(String, String)> = st
+                .branches
+                .iter()
+                .filter(|b| b.head == st.sha)
+                .filter_map(|b| {
+                    policy_of(rules.branch_template, &b.name)
+                        .map(|policy| (policy.to_string(), b.name.clone()))
+                })
+                .collect();
+            if branches.is_empty() {
+                return Reaction::Nothing(format!(
+                    "{} is not the head of a capstan branch (`{}`)",
+                    st.sha, rules.branch_template
+                ));
+            }
+            Reaction::MergeIfApproved {
+                sha: st.sha.clone(),
+                branches,
+            }
+        }
+        Event::CheckSuite(cs) => {
+            if let Some(n) = other_repo(&cs.repository) {
+                return n;
+            }
+            let conclusion = cs.conclusion.as_deref().unwrap_or("none");
+            if conclusion != "success" {
+                return Reaction::Nothing(format!(
+                    "check suite on {} concluded {conclusion}",
+                    cs.sha
+                ));
+            }
+            if !rules.auto_merge {
+                return Reaction::Nothing("update.pullRequest.autoMerge is off".into());
+            }
+            let Some(branch) = cs.head_branch.as_deref() else {
+                return Reaction::Nothing(format!("check suite on {} has no branch", cs.sha));
+            };
+            let Some(policy) = policy_of(rules.branch_template, branch) else {
+                return Reaction::Nothing(format!(
+                    "`{branch}` is not a capstan branch (`{}`)",
+                    rules.branch_template
+                ));
+            };
+            Reaction::MergeIfApproved {
+                sha: cs.sha.clone(),
+                branches: vec![(policy.to_string(), branch.to_string())],
             }
         }
         Event::PullRequestClosed(c) => {
@@ -257,6 +412,86 @@ pub fn should_merge(status: &CombinedStatus) -> Result<(), String> {
         .map(|s| format!("{} is {}", s.context, s.state.as_str()))
         .collect();
     Err(waiting.join(", "))
+}
+
+/// Whether pull request `pr` may be merged at `sha` because of its reviews:
+/// it is open, into `base`, its head is still `sha` (a head that moved is
+/// never merged), someone approved exactly `sha`, and no reviewer's latest
+/// review asks for changes. `Err` says why not.
+pub fn approved_at(
+    pr: &crate::forge::PullRequest,
+    reviews: &[crate::forge::PullReview],
+    sha: &str,
+    base: &str,
+) -> Result<(), String> {
+    if !pr.open || pr.merged {
+        return Err(format!("pull request #{} is not open", pr.number));
+    }
+    if pr.base_branch != base {
+        return Err(format!(
+            "pull request #{} is into `{}`, not `{base}`",
+            pr.number, pr.base_branch
+        ));
+    }
+    if pr.head_sha != sha {
+        return Err(format!(
+            "pull request #{} head moved to {}",
+            pr.number, pr.head_sha
+        ));
+    }
+    // The latest deciding review of each reviewer (comments do not change it).
+    let mut latest: Vec<(&str, &crate::forge::PullReview)> = Vec::new();
+    for review in reviews {
+        let state = review.state.as_str();
+        if !matches!(
+            state,
+            "APPROVED" | "CHANGES_REQUESTED" | "REQUEST_CHANGES" | "DISMISSED"
+        ) {
+            continue;
+        }
+        match latest.iter_mut().find(|(who, _)| *who == review.reviewer) {
+            Some(entry) => entry.1 = review,
+            None => latest.push((review.reviewer.as_str(), review)),
+        }
+    }
+    if let Some((who, _)) = latest
+        .iter()
+        .find(|(_, r)| matches!(r.state.as_str(), "CHANGES_REQUESTED" | "REQUEST_CHANGES"))
+    {
+        return Err(format!("{who} requested changes"));
+    }
+    if latest
+        .iter()
+        .any(|(_, r)| r.state == "APPROVED" && r.commit == sha)
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "pull request #{} is not approved at {sha}",
+        pr.number
+    ))
+}
+
+/// Carries out [`Reaction::MergeIfApproved`] for one branch: the open pull
+/// request of `branch` into `base`, merged at `sha` only when
+/// [`approved_at`] and [`should_merge`] both agree.
+pub async fn merge_if_approved(
+    forge: &dyn Forge,
+    branch: &str,
+    base: &str,
+    sha: &str,
+) -> Result<Merge, ForgeError> {
+    let Some(pr) = forge.find_open_pull_request(branch, base).await? else {
+        return Ok(Merge::Waiting(format!(
+            "no open pull request from `{branch}`"
+        )));
+    };
+    let reviews = forge.pull_request_reviews(pr.number).await?;
+    if let Err(why) = approved_at(&pr, &reviews, sha, base) {
+        tracing::info!(pull_request = pr.number, commit = sha, reason = %why, "green, not merged");
+        return Ok(Merge::Waiting(why));
+    }
+    merge_if_green(forge, pr.number, sha).await
 }
 
 /// How carrying out `MergeIfGreen` ended.
