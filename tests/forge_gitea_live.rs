@@ -184,3 +184,65 @@ async fn pull_requests_and_statuses_against_a_real_gitea() {
 
     repo.delete().await;
 }
+
+/// `pull_request_reviews` against a real Gitea: a review as Gitea stores it
+/// (a comment review by the author; Gitea refuses an author's own approval)
+/// reads back with its reviewer, uppercase state and commit, and
+/// `approved_at` does not count it as an approval.
+#[tokio::test]
+async fn pull_request_reviews_read_from_a_real_gitea() {
+    let server = gitea();
+    let repo = server.create_repo_with_readme("forge-reviews").await;
+    let (owner, name) = (repo.owner.clone(), repo.name.clone());
+    let head_sha = repo
+        .commit_on_new_branch("capstan/app", "app.yaml", "chore(images): app 1.3.0")
+        .await;
+    let forge = Gitea::new(
+        &format!("{}/api/v1", server.url),
+        Some(server.token.clone()),
+        &owner,
+        &name,
+    )
+    .unwrap();
+    let opened = forge
+        .create_pull_request(&NewPullRequest {
+            title: "chore(images): app 1.3.0".into(),
+            body: "body".into(),
+            head: "capstan/app".into(),
+            base: "main".into(),
+            draft: false,
+        })
+        .await
+        .unwrap();
+    let number = opened.pull_request().number;
+    assert_eq!(forge.pull_request_reviews(number).await.unwrap(), vec![]);
+    server
+        .expect(
+            StatusCode::OK,
+            Method::POST,
+            &repo.path(&format!("/pulls/{number}/reviews")),
+            Some(json!({ "event": "COMMENT", "body": "looks fine", "commit_id": head_sha })),
+        )
+        .await;
+    let reviews = forge.pull_request_reviews(number).await.unwrap();
+    assert_eq!(
+        reviews,
+        vec![capstan::forge::PullReview {
+            reviewer: owner.clone(),
+            state: "COMMENT".into(),
+            commit: head_sha.clone(),
+        }]
+    );
+    let pr = forge
+        .find_open_pull_request("capstan/app", "main")
+        .await
+        .unwrap()
+        .expect("open");
+    assert_eq!(
+        capstan::update::pr_events::approved_at(&pr, &reviews, &head_sha, "main"),
+        Err(format!(
+            "pull request #{number} is not approved at {head_sha}"
+        ))
+    );
+    repo.delete().await;
+}
