@@ -326,6 +326,13 @@ fn statuses_that_must_not_merge() {
             "{HEAD} is not the head of a capstan branch (`capstan/{{policy}}`)"
         )),
     );
+    // Without `branches` (Gitea's `status` payload has none): nothing known.
+    let mut p = status.clone();
+    p.as_object_mut().expect("object").remove("branches");
+    assert!(matches!(
+        react("status", &p, &rules(true)),
+        Reaction::Nothing(_)
+    ));
     let mut p = status.clone();
     p["branches"] = json!([]);
     assert!(matches!(

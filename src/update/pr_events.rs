@@ -205,10 +205,16 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, PayloadError> {
             },
         })),
         "status" => {
-            let list = p.get("branches")?;
-            let list = list
-                .as_array()
-                .ok_or_else(|| p.wrong("branches", "an array"))?;
+            // Gitea's `status` payload has no `branches`: then no branch head
+            // is known and nothing is merged.
+            let empty = Vec::new();
+            let list = match p.get("branches") {
+                Ok(Value::Null) | Err(PayloadError::Missing { .. }) => &empty,
+                Ok(v) => v
+                    .as_array()
+                    .ok_or_else(|| p.wrong("branches", "an array"))?,
+                Err(e) => return Err(e),
+            };
             let mut branches = Vec::with_capacity(list.len());
             for (i, branch) in list.iter().enumerate() {
                 let b = Payload {
