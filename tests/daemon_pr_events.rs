@@ -116,6 +116,11 @@ async fn a_green_status_on_an_approved_capstan_pull_request_merges_it_at_that_co
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("combined-status.json")))
         .mount(&github)
         .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{HEAD}/check-runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("check-runs.json")))
+        .mount(&github)
+        .await;
     Mock::given(method("PUT"))
         .and(path("/repos/acme/fleet/pulls/1347/merge"))
         .and(body_json(json!({ "sha": HEAD, "merge_method": "merge" })))

@@ -63,6 +63,9 @@ async fn the_combined_status_reads_giteas_status_field() {
         .await;
     let combined = gitea(&server.uri()).combined_status(HEAD).await.unwrap();
     assert!(!combined.is_green());
+    // Gitea has no check runs: none, without a request (the mock expects one).
+    let runs = gitea(&server.uri()).check_runs(HEAD).await.unwrap();
+    assert!(runs.is_empty());
     assert_eq!(combined.state, CommitState::Failure);
     let states: Vec<(&str, CommitState)> = combined
         .statuses

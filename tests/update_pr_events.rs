@@ -2,7 +2,9 @@
 //! payloads (tests/fixtures/github/webhooks/), with single fields changed in
 //! memory for each case; malformed payloads give errors naming the field.
 
-use capstan::forge::{CombinedStatus, CommitState, ContextState, GitHub, PullRequest, PullReview};
+use capstan::forge::{
+    CombinedStatus, CommitState, ContextState, Forge, GitHub, PullRequest, PullReview,
+};
 use capstan::update::pr_events::{self, Event, Merge, PayloadError, Reaction, Rules};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, method, path, query_param};
@@ -240,6 +242,12 @@ async fn merge_if_green_reads_the_status_then_merges_that_commit() {
         .expect(1)
         .mount(&github)
         .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{SHA}/check-runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(no_check_runs()))
+        .expect(1)
+        .mount(&github)
+        .await;
     Mock::given(method("PUT"))
         .and(path("/repos/acme/fleet/pulls/2/merge"))
         .and(body_json(json!({ "sha": SHA, "merge_method": "merge" })))
@@ -265,6 +273,12 @@ async fn merge_if_green_reads_the_status_then_merges_that_commit() {
         .expect(1)
         .mount(&github)
         .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{SHA}/check-runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(no_check_runs()))
+        .expect(1)
+        .mount(&github)
+        .await;
     Mock::given(method("PUT"))
         .respond_with(ResponseTemplate::new(500))
         .expect(0)
@@ -273,6 +287,140 @@ async fn merge_if_green_reads_the_status_then_merges_that_commit() {
     assert_eq!(
         pr_events::merge_if_green(&forge, 2, SHA).await.unwrap(),
         Merge::Waiting("security/brakeman is pending".into())
+    );
+    github.verify().await;
+}
+
+/// A commit without check runs, as GitHub answers it.
+fn no_check_runs() -> Value {
+    json!({ "total_count": 0, "check_runs": [] })
+}
+
+/// GitHub's answer for a commit without commit statuses (GitHub Actions
+/// reports check runs only): `pending`, no statuses.
+fn no_statuses() -> Value {
+    let mut combined = response("combined-status.json");
+    combined["state"] = json!("pending");
+    combined["statuses"] = json!([]);
+    combined["total_count"] = json!(0);
+    combined
+}
+
+/// Mounts, on a reset server, a commit without statuses whose check runs are
+/// `runs`, and a merge of pull request 2 at `sha` expected `merges` times.
+async fn check_runs_only(github: &MockServer, sha: &str, runs: Value, merges: u64) {
+    github.reset().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{sha}/status")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(no_statuses()))
+        .expect(1)
+        .mount(github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{sha}/check-runs")))
+        .and(query_param("filter", "latest"))
+        .and(query_param("per_page", "100"))
+        .and(query_param("page", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(runs))
+        .expect(1)
+        .mount(github)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/repos/acme/fleet/pulls/2/merge"))
+        .and(body_json(json!({ "sha": sha, "merge_method": "merge" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(response("merge-pull-request.json")))
+        .expect(merges)
+        .mount(github)
+        .await;
+}
+
+/// A repository whose checks are check runs alone (GitHub Actions): the
+/// approved commit merges when its runs completed successfully, and waits
+/// (naming the run) while one runs or after one failed.
+#[tokio::test]
+async fn merge_if_green_reads_the_check_runs_of_a_commit_without_statuses() {
+    const SHA: &str = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+    let github = MockServer::start().await;
+    let forge = GitHub::new(Some(&github.uri()), Some("t0ken".into()), "acme", "fleet").unwrap();
+
+    // Both documented runs completed (neutral, success): merged at SHA.
+    check_runs_only(&github, SHA, response("check-runs.json"), 1).await;
+    assert_eq!(
+        pr_events::merge_if_green(&forge, 2, SHA).await.unwrap(),
+        Merge::Merged(SHA.into())
+    );
+    github.verify().await;
+
+    // `build` still in progress: no merge.
+    let mut running = response("check-runs.json");
+    running["check_runs"][1]["status"] = json!("in_progress");
+    running["check_runs"][1]["conclusion"] = Value::Null;
+    running["check_runs"][1]["completed_at"] = Value::Null;
+    check_runs_only(&github, SHA, running, 0).await;
+    assert_eq!(
+        pr_events::merge_if_green(&forge, 2, SHA).await.unwrap(),
+        Merge::Waiting("check run build is in_progress".into())
+    );
+    github.verify().await;
+
+    // `build` failed: no merge.
+    let mut failed = response("check-runs.json");
+    failed["check_runs"][1]["conclusion"] = json!("failure");
+    check_runs_only(&github, SHA, failed, 0).await;
+    assert_eq!(
+        pr_events::merge_if_green(&forge, 2, SHA).await.unwrap(),
+        Merge::Waiting("check run build concluded failure".into())
+    );
+    github.verify().await;
+
+    // Neither statuses nor runs: nothing is green yet.
+    check_runs_only(&github, SHA, no_check_runs(), 0).await;
+    assert_eq!(
+        pr_events::merge_if_green(&forge, 2, SHA).await.unwrap(),
+        Merge::Waiting("no commit status or check run yet".into())
+    );
+    github.verify().await;
+}
+
+/// More check runs than one page holds: the next page is read before deciding,
+/// and a failure there keeps the commit from merging.
+#[tokio::test]
+async fn check_runs_are_read_across_pages() {
+    const SHA: &str = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+    let github = MockServer::start().await;
+    let success = response("check-runs.json")["check_runs"][1].clone();
+    let first: Vec<Value> = (0..100)
+        .map(|i| {
+            let mut run = success.clone();
+            run["name"] = json!(format!("job-{i}"));
+            run
+        })
+        .collect();
+    let mut last = success.clone();
+    last["name"] = json!("job-100");
+    last["conclusion"] = json!("timed_out");
+    for (page, runs) in [("1", json!(first)), ("2", json!([last]))] {
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/acme/fleet/commits/{SHA}/check-runs")))
+            .and(query_param("page", page))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "total_count": 101, "check_runs": runs })),
+            )
+            .expect(1)
+            .mount(&github)
+            .await;
+    }
+    let forge = GitHub::new(Some(&github.uri()), Some("t0ken".into()), "acme", "fleet").unwrap();
+    let runs = forge.check_runs(SHA).await.unwrap();
+    assert_eq!(runs.len(), 101);
+    let no_statuses = CombinedStatus {
+        state: CommitState::Pending,
+        statuses: vec![],
+    };
+    assert_eq!(
+        pr_events::should_merge_checks(&no_statuses, &runs),
+        Err("check run job-100 concluded timed_out".into())
     );
     github.verify().await;
 }
@@ -513,6 +661,12 @@ async fn merge_if_approved_finds_the_pull_request_and_merges_its_head() {
     Mock::given(method("GET"))
         .and(path(format!("/repos/acme/fleet/commits/{HEAD}/status")))
         .respond_with(ResponseTemplate::new(200).set_body_json(response("combined-status.json")))
+        .expect(1)
+        .mount(&github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{HEAD}/check-runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(no_check_runs()))
         .expect(1)
         .mount(&github)
         .await;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::metrics::Metrics;
 use crate::forge::{
-    CombinedStatus, CommitStatus, Comparison, DeploymentStatus, Forge, ForgeFuture, MergeMethod,
-    NewDeployment, NewPullRequest, Opened, PullRequest, PullReview,
+    CheckRun, CombinedStatus, CommitStatus, Comparison, DeploymentStatus, Forge, ForgeFuture,
+    MergeMethod, NewDeployment, NewPullRequest, Opened, PullRequest, PullReview,
 };
 
 /// Wraps a forge; each call is counted once (after the forge's own retries).
@@ -52,6 +52,10 @@ impl Forge for CountedForge {
 
     fn combined_status<'a>(&'a self, sha: &'a str) -> ForgeFuture<'a, CombinedStatus> {
         self.counted("combined_status", self.inner.combined_status(sha))
+    }
+
+    fn check_runs<'a>(&'a self, sha: &'a str) -> ForgeFuture<'a, Vec<CheckRun>> {
+        self.counted("check_runs", self.inner.check_runs(sha))
     }
 
     fn find_open_pull_request<'a>(

@@ -28,7 +28,7 @@ use super::clock::{Clock, SystemClock};
 use super::error::{ForgeError, RetryPolicy, classify, retry};
 use super::github_app::AppTokenProvider;
 use super::{
-    CombinedStatus, CommitState, CommitStatus, CompareCommit, Comparison, ContextState,
+    CheckRun, CombinedStatus, CommitState, CommitStatus, CompareCommit, Comparison, ContextState,
     DeploymentStatus, Forge, ForgeFuture, MergeMethod, NewDeployment, NewPullRequest, Opened,
     PullRequest, PullReview, one_line, summary_line,
 };
@@ -389,6 +389,43 @@ impl Forge for GitHub {
                 })
                 .await?;
             wire.into_combined(&operation)
+        })
+    }
+
+    fn check_runs<'a>(&'a self, sha: &'a str) -> ForgeFuture<'a, Vec<CheckRun>> {
+        Box::pin(async move {
+            let operation = format!("read check runs of {}@{sha}", self.slug());
+            let mut runs: Vec<CheckRun> = Vec::new();
+            // Paginated: pages of 100 until `total_count` runs are read or a
+            // page is empty; more than 1,000 runs is an error.
+            for page in 1..=CHECK_RUN_PAGES {
+                let wire: WireCheckRuns = self
+                    .call_json(Call {
+                        operation: &operation,
+                        not_found: &format!("commit {sha} (or repository {})", self.slug()),
+                        method: Method::GET,
+                        path: &format!(
+                            "/repos/{}/{}/commits/{sha}/check-runs?filter=latest&per_page=100&page={page}",
+                            self.owner, self.repo
+                        ),
+                        body: None,
+                    })
+                    .await?;
+                let empty = wire.check_runs.is_empty();
+                runs.extend(wire.check_runs.into_iter().map(|r| CheckRun {
+                    name: r.name,
+                    status: r.status,
+                    conclusion: r.conclusion,
+                }));
+                if empty || runs.len() as u64 >= wire.total_count {
+                    return Ok(runs);
+                }
+            }
+            // Runs left unread could be failures: never call that green.
+            Err(ForgeError::api(
+                &operation,
+                format!("more than {} check runs", runs.len()),
+            ))
         })
     }
 
@@ -847,6 +884,24 @@ struct WireCombined {
     state: String,
     #[serde(default)]
     statuses: Vec<WireStatus>,
+}
+
+/// At most this many pages of 100 check runs are read for one commit.
+const CHECK_RUN_PAGES: u32 = 10;
+
+#[derive(Debug, Deserialize)]
+struct WireCheckRuns {
+    total_count: u64,
+    #[serde(default)]
+    check_runs: Vec<WireCheckRun>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireCheckRun {
+    name: String,
+    status: String,
+    #[serde(default)]
+    conclusion: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -114,6 +114,17 @@ impl CombinedStatus {
     }
 }
 
+/// One check run of a commit (GitHub Actions and other Checks API apps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRun {
+    pub name: String,
+    /// `queued`, `in_progress`, `completed` (also `waiting`, `requested`, `pending`).
+    pub status: String,
+    /// Set once `completed`: `success`, `neutral`, `skipped`, `failure`,
+    /// `cancelled`, `timed_out`, `action_required`, `stale`.
+    pub conclusion: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextState {
     pub context: String,
@@ -269,6 +280,13 @@ pub trait Forge: Send + Sync + std::fmt::Debug {
 
     /// All statuses of a commit and their combined state.
     fn combined_status<'a>(&'a self, sha: &'a str) -> ForgeFuture<'a, CombinedStatus>;
+
+    /// The check runs of a commit (the latest run of each check). Forges
+    /// without check runs (Gitea) answer none.
+    fn check_runs<'a>(&'a self, sha: &'a str) -> ForgeFuture<'a, Vec<CheckRun>> {
+        let _ = sha;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// The open pull request from `head` (a branch of this repository) into `base`.
     fn find_open_pull_request<'a>(

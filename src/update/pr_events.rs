@@ -4,12 +4,12 @@
 //!
 //! - `pull_request_review` *approved* on one of Capstan's pull requests, with
 //!   `update.pullRequest.autoMerge` on → merge the approved commit, if its
-//!   combined status is green ([`should_merge`] decides with the status).
+//!   combined status and check runs are green ([`should_merge_checks`]).
 //! - `status` *success* (or `check_suite` *completed* with conclusion
 //!   *success*) for a commit that is the head of a Capstan branch, with
 //!   `update.pullRequest.autoMerge` on → find the open pull request of that
 //!   branch; when its head is still that commit and it is approved at that
-//!   commit ([`approved_at`]), merge it there if its combined status is green.
+//!   commit ([`approved_at`]), merge it there if it is green ([`should_merge_checks`]).
 //! - `pull_request` *closed* and merged into the base branch → sync now.
 //! - `push` to the base branch → sync now.
 //!
@@ -19,7 +19,7 @@
 
 use serde_json::Value;
 
-use crate::forge::{CombinedStatus, Forge, ForgeError, MergeMethod};
+use crate::forge::{CheckRun, CombinedStatus, Forge, ForgeError, MergeMethod};
 
 /// A webhook payload that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +128,7 @@ pub struct Rules<'a> {
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reaction {
-    /// Merge pull request `number` at `sha` if its combined status is green.
+    /// Merge pull request `number` at `sha` if it is green (statuses and check runs).
     MergeIfGreen {
         number: u64,
         sha: String,
@@ -136,7 +136,7 @@ pub enum Reaction {
     },
     /// `sha` finished green: for each branch (Capstan's, with `sha` at its
     /// head), merge its open pull request at `sha` when it is approved there
-    /// and its combined status is green.
+    /// and it is green (statuses and check runs).
     MergeIfApproved {
         sha: String,
         /// `(policy, branch)`.
@@ -402,22 +402,44 @@ pub fn react(event: &Event, rules: &Rules<'_>) -> Reaction {
     }
 }
 
-/// The second half of `MergeIfGreen`: merge only on a green combined status
-/// (at least one status, all successful). `Err` says why not.
+/// The second half of `MergeIfGreen`, for commit statuses alone (a forge
+/// without check runs): see [`should_merge_checks`].
 pub fn should_merge(status: &CombinedStatus) -> Result<(), String> {
-    if status.is_green() {
-        return Ok(());
+    should_merge_checks(status, &[])
+}
+
+/// Merge only when the commit is green: at least one commit status or check
+/// run, every commit status successful, and every check run `completed` with
+/// conclusion `success`, `neutral` or `skipped`. `Err` says why not, naming
+/// each status or run that is still running or failed.
+pub fn should_merge_checks(status: &CombinedStatus, runs: &[CheckRun]) -> Result<(), String> {
+    if status.statuses.is_empty() && runs.is_empty() {
+        return Err("no commit status or check run yet".into());
     }
-    if status.statuses.is_empty() {
-        return Err("no commit status yet".into());
-    }
-    let waiting: Vec<String> = status
+    let mut not_green: Vec<String> = status
         .statuses
         .iter()
         .filter(|s| s.state != crate::forge::CommitState::Success)
         .map(|s| format!("{} is {}", s.context, s.state.as_str()))
         .collect();
-    Err(waiting.join(", "))
+    for run in runs {
+        if run.status != "completed" {
+            not_green.push(format!("check run {} is {}", run.name, run.status));
+            continue;
+        }
+        match run.conclusion.as_deref() {
+            Some("success" | "neutral" | "skipped") => {}
+            Some(conclusion) => {
+                not_green.push(format!("check run {} concluded {conclusion}", run.name))
+            }
+            None => not_green.push(format!("check run {} has no conclusion", run.name)),
+        }
+    }
+    if not_green.is_empty() {
+        Ok(())
+    } else {
+        Err(not_green.join(", "))
+    }
 }
 
 /// Whether pull request `pr` may be merged at `sha` because of its reviews:
@@ -509,8 +531,8 @@ pub enum Merge {
     Waiting(String),
 }
 
-/// Carries out [`Reaction::MergeIfGreen`]: reads the combined status of
-/// `sha`, and merges pull request `number` only at that commit (the forge
+/// Carries out [`Reaction::MergeIfGreen`]: reads the combined status and
+/// the check runs of `sha` ([`should_merge_checks`] decides), and merges pull request `number` only at that commit (the forge
 /// refuses when the head moved after the review).
 pub async fn merge_if_green(
     forge: &dyn Forge,
@@ -518,7 +540,8 @@ pub async fn merge_if_green(
     sha: &str,
 ) -> Result<Merge, ForgeError> {
     let status = forge.combined_status(sha).await?;
-    if let Err(why) = should_merge(&status) {
+    let runs = forge.check_runs(sha).await?;
+    if let Err(why) = should_merge_checks(&status, &runs) {
         tracing::info!(pull_request = number, commit = sha, reason = %why, "approved, not merged yet");
         return Ok(Merge::Waiting(why));
     }
@@ -604,6 +627,93 @@ impl Payload<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forge::{CommitState, ContextState};
+
+    fn run(name: &str, status: &str, conclusion: Option<&str>) -> CheckRun {
+        CheckRun {
+            name: name.into(),
+            status: status.into(),
+            conclusion: conclusion.map(str::to_string),
+        }
+    }
+
+    fn statuses(states: &[(&str, CommitState)]) -> CombinedStatus {
+        CombinedStatus {
+            // GitHub answers `pending` for a commit without statuses.
+            state: if states.iter().all(|(_, s)| *s == CommitState::Success) && !states.is_empty() {
+                CommitState::Success
+            } else {
+                CommitState::Pending
+            },
+            statuses: states
+                .iter()
+                .map(|(c, s)| ContextState {
+                    context: (*c).into(),
+                    state: *s,
+                    description: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn check_runs_alone_can_be_green() {
+        let none = statuses(&[]);
+        assert_eq!(
+            should_merge_checks(&none, &[]),
+            Err("no commit status or check run yet".into())
+        );
+        let ok = [
+            run("build", "completed", Some("success")),
+            run("lint", "completed", Some("neutral")),
+            run("deploy-preview", "completed", Some("skipped")),
+        ];
+        assert_eq!(should_merge_checks(&none, &ok), Ok(()));
+        let both = statuses(&[("ci/test", CommitState::Success)]);
+        assert_eq!(should_merge_checks(&both, &ok), Ok(()));
+        assert_eq!(should_merge(&both), Ok(()));
+    }
+
+    #[test]
+    fn running_or_failed_check_runs_are_named() {
+        let none = statuses(&[]);
+        assert_eq!(
+            should_merge_checks(
+                &none,
+                &[
+                    run("build", "completed", Some("success")),
+                    run("test", "in_progress", None),
+                    run("e2e", "queued", None),
+                ]
+            ),
+            Err("check run test is in_progress, check run e2e is queued".into())
+        );
+        for bad in [
+            "failure",
+            "cancelled",
+            "timed_out",
+            "action_required",
+            "stale",
+        ] {
+            assert_eq!(
+                should_merge_checks(&none, &[run("build", "completed", Some(bad))]),
+                Err(format!("check run build concluded {bad}"))
+            );
+        }
+        assert_eq!(
+            should_merge_checks(&none, &[run("build", "completed", None)]),
+            Err("check run build has no conclusion".into())
+        );
+        // A failing commit status is not outvoted by successful runs.
+        let pending = statuses(&[
+            ("ci/test", CommitState::Success),
+            ("capstan/prod", CommitState::Pending),
+        ]);
+        assert_eq!(
+            should_merge_checks(&pending, &[run("build", "completed", Some("success"))]),
+            Err("capstan/prod is pending".into())
+        );
+    }
 
     #[test]
     fn policies_from_branch_names() {
