@@ -236,25 +236,7 @@ fn malformed_payloads_name_the_field() {
 async fn merge_if_green_reads_the_status_then_merges_that_commit() {
     const SHA: &str = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
     let github = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("/repos/acme/fleet/commits/{SHA}/status")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(response("combined-status.json")))
-        .expect(1)
-        .mount(&github)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/repos/acme/fleet/commits/{SHA}/check-runs")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(no_check_runs()))
-        .expect(1)
-        .mount(&github)
-        .await;
-    Mock::given(method("PUT"))
-        .and(path("/repos/acme/fleet/pulls/2/merge"))
-        .and(body_json(json!({ "sha": SHA, "merge_method": "merge" })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(response("merge-pull-request.json")))
-        .expect(1)
-        .mount(&github)
-        .await;
+    expect_green_merge(&github, SHA, 2).await;
     let forge = GitHub::new(Some(&github.uri()), Some("t0ken".into()), "acme", "fleet").unwrap();
     assert_eq!(
         pr_events::merge_if_green(&forge, 2, SHA).await.unwrap(),
@@ -292,6 +274,30 @@ async fn merge_if_green_reads_the_status_then_merges_that_commit() {
 }
 
 /// A commit without check runs, as GitHub answers it.
+/// GitHub's answers for one merge-when-green of pull request `number` at `sha`: a
+/// green combined status, no check runs, and the merge at exactly `sha` (each once).
+async fn expect_green_merge(github: &MockServer, sha: &str, number: u64) {
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{sha}/status")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(response("combined-status.json")))
+        .expect(1)
+        .mount(github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/fleet/commits/{sha}/check-runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(no_check_runs()))
+        .expect(1)
+        .mount(github)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(format!("/repos/acme/fleet/pulls/{number}/merge")))
+        .and(body_json(json!({ "sha": sha, "merge_method": "merge" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(response("merge-pull-request.json")))
+        .expect(1)
+        .mount(github)
+        .await;
+}
+
 fn no_check_runs() -> Value {
     json!({ "total_count": 0, "check_runs": [] })
 }
@@ -658,25 +664,7 @@ async fn merge_if_approved_finds_the_pull_request_and_merges_its_head() {
         .expect(1)
         .mount(&github)
         .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/repos/acme/fleet/commits/{HEAD}/status")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(response("combined-status.json")))
-        .expect(1)
-        .mount(&github)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/repos/acme/fleet/commits/{HEAD}/check-runs")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(no_check_runs()))
-        .expect(1)
-        .mount(&github)
-        .await;
-    Mock::given(method("PUT"))
-        .and(path("/repos/acme/fleet/pulls/1347/merge"))
-        .and(body_json(json!({ "sha": HEAD, "merge_method": "merge" })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(response("merge-pull-request.json")))
-        .expect(1)
-        .mount(&github)
-        .await;
+    expect_green_merge(&github, HEAD, 1347).await;
     let forge = GitHub::new(Some(&github.uri()), Some("t0ken".into()), "acme", "fleet").unwrap();
     assert_eq!(
         pr_events::merge_if_approved(&forge, "capstan/podinfo", "master", HEAD)
